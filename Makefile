@@ -1,0 +1,92 @@
+# gemini-balance - plain make + pkg-config (STYLE.md rule 20).
+#
+#   make run        install what is missing, build, write .env on first run, start
+#   make test       install what is missing, build, run unit + end-to-end tests
+#   make demo       fake Gemini upstream + gateway wired to it, no real key needed
+#   make sanitize   every test under ASan + UBSan
+#   make bench      nginx direct / nginx proxy / gemini-balance, side by side
+#   make format / format-check
+
+BUILD    ?= build
+CC       ?= cc
+PKGS     := libevent libevent_pthreads libcurl jansson
+WARN     := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
+            -Wmissing-prototypes -Wvla
+OPT      ?= -O2 -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -Isrc $(SAN)
+LDFLAGS  += $(SAN)
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+
+SRCS      := $(sort $(wildcard src/*.c src/*/*.c))
+LIB_SRCS  := $(filter-out src/main.c,$(SRCS))
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+TEST_SRCS := $(sort $(wildcard tests/unit/*/*_test.c))
+TEST_BINS := $(TEST_SRCS:tests/unit/%_test.c=$(BUILD)/tests/%_test)
+BIN       := $(BUILD)/gemini-balance
+
+.PHONY: all deps test-deps run test unit e2e demo sanitize bench format format-check clean
+
+all: $(BIN)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libgb.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(BUILD)/src/main.o $(BUILD)/libgb.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/tests/%_test: tests/unit/%_test.c $(BUILD)/libgb.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests/unit -MMD -MP $< -o $@ $(BUILD)/libgb.a \
+		$(PKG_LIBS) $(shell pkg-config --libs cmocka)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+deps:
+	@scripts/deps.sh build
+
+test-deps:
+	@scripts/deps.sh test
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/run.sh $(BIN)
+
+unit: $(TEST_BINS)
+	@scripts/unit.sh $(TEST_BINS)
+
+e2e: $(BIN)
+	@GB_BIN=$(abspath $(BIN)) scripts/e2e.sh
+
+test: test-deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory e2e
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/demo.sh $(BIN)
+
+sanitize: test-deps
+	@$(MAKE) --no-print-directory BUILD=build-san OPT="-O1 -g" \
+		SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
+		all unit e2e
+
+bench: deps
+	@scripts/deps.sh bench
+	@$(MAKE) --no-print-directory all
+	@scripts/bench.sh $(BIN)
+
+format:
+	clang-format -i $(SRCS) $(wildcard src/*/*.h) $(TEST_SRCS)
+
+format-check:
+	clang-format --dry-run -Werror $(SRCS) $(wildcard src/*/*.h) $(TEST_SRCS)
+
+clean:
+	rm -rf build build-san

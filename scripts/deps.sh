@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# deps.sh build|test|bench - install the Debian (and npm) packages a target
+# needs, only those missing.  Safe to run again and again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want=(make gcc pkg-config libevent-dev libcurl4-openssl-dev libjansson-dev ca-certificates)
+case "${1:-build}" in
+  test)  want+=(libcmocka-dev nodejs npm curl) ;;
+  bench) want+=(nginx-light wrk curl) ;;
+esac
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+# nodejs may come from elsewhere than Debian: a working node + npm is enough.
+if [ "${1:-}" = test ] && command -v node >/dev/null && command -v npm >/dev/null; then
+  missing=("${missing[@]/nodejs}"); missing=("${missing[@]/npm}")
+fi
+read -r -a missing <<<"${missing[*]:-}"
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "deps: installing ${missing[*]}" >&2
+  SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ "${1:-}" = test ]; then
+  if [ ! -d tests/e2e/node_modules ] || [ tests/e2e/package-lock.json -nt tests/e2e/node_modules ]; then
+    (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+fi

@@ -1,0 +1,196 @@
+/*
+ * chat_route.c - POST /v1/chat/completions: parse, translate (openai_chat.h),
+ * send through the attempt loop (upstream.h), translate the answer back.
+ */
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api/openai_chat.h"
+#include "api/routes.h"
+#include "core/log.h"
+#include "core/rand.h"
+#include "server/worker.h"
+#include "upstream/upstream.h"
+
+/* Largest translated output waiting for one flush, in bytes. */
+#define GB_CHAT_OUT_MAX (64u * 1024 * 1024)
+/* Random characters in a chat completion id. */
+#define GB_CHAT_ID_RAND 24
+
+int gb_model_name_ok(const char *m)
+{
+    size_t n = 0;
+
+    for (; m[n] != '\0'; n++) {
+        char c = m[n];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return n > 0 && n <= GB_MODEL_NAME_MAX;
+}
+
+static void chat_opts(const struct gb_config *cfg, struct gb_chat_opts *o)
+{
+    o->safety_settings = cfg->safety_settings;
+    o->code_execution = cfg->code_execution;
+    o->show_search_link = cfg->show_search_link;
+}
+
+static void on_body(struct gb_req *r)
+{
+    struct gb_chat_opts opts;
+    json_t *gem, *resp;
+    char id[GB_CHAT_ID_RAND + 16], rnd[GB_CHAT_ID_RAND + 1];
+    char *s;
+
+    gem = json_loadb(r->up_body.data, r->up_body.len, 0, NULL);
+    if (!json_is_object(gem)) {
+        json_decref(gem);
+        r->error = "upstream answer is not JSON";
+        gb_req_error(r, 502, "bad_upstream_response", NULL, "the upstream answer is not JSON");
+        return;
+    }
+    chat_opts(r->w->ctx->cfg, &opts);
+    gb_rand_alnum(rnd, GB_CHAT_ID_RAND);
+    snprintf(id, sizeof id, "chatcmpl-%s", rnd);
+    resp = gb_chat_response_from_gemini(gem, &r->chat, &opts, id, (long long)time(NULL));
+    s = resp ? json_dumps(resp, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    if (s == NULL)
+        gb_req_error(r, 500, "internal_error", NULL, "out of memory");
+    else
+        gb_req_reply(r, 200, "application/json", s, strlen(s));
+    free(s);
+    json_decref(resp);
+    json_decref(gem);
+}
+
+/* An error object inside the stream: pass it on as an OpenAI error event. */
+static int stream_error(struct gb_req *r, json_t *err)
+{
+    const char *msg = json_string_value(json_object_get(err, "message"));
+    json_t *code = json_object_get(err, "code");
+    json_t *e = json_pack("{s:{s:s, s:s, s:n, s:O?}}", "error", "message",
+                          msg ? msg : "upstream error", "type", "server_error", "param", "code",
+                          code);
+    char *s = e ? json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+
+    if (s != NULL)
+        gb_buf_printf(&r->out, "data: %s\n\n", s);
+    free(s);
+    json_decref(e);
+    r->stream_error_sent = 1;
+    r->error = "upstream error inside the stream";
+    return -1;
+}
+
+static int on_event(struct gb_req *r, const char *data, size_t len)
+{
+    json_t *ev;
+    int rc;
+
+    if (len == 0)
+        return 0;
+    ev = json_loadb(data, len, 0, NULL);
+    if (!json_is_object(ev)) {
+        json_decref(ev);
+        gb_warn("chat stream: upstream event is not JSON (%zu bytes), skipped", len);
+        return 0;
+    }
+    if (json_object_get(ev, "error") != NULL)
+        rc = stream_error(r, json_object_get(ev, "error"));
+    else
+        rc = gb_chat_stream_event(&r->cs, ev, &r->out) < 0 ? -1 : 0;
+    json_decref(ev);
+    return rc;
+}
+
+static void on_stream_end(struct gb_req *r)
+{
+    gb_chat_stream_finish(&r->cs, &r->out);
+}
+
+static const struct gb_route_ops chat_ops = {on_body, on_event, on_stream_end};
+
+static int build_url(struct gb_req *r)
+{
+    const char *base = r->w->ctx->cfg->base_url;
+    struct gb_buf u;
+
+    gb_buf_init(&u, strlen(base) + GB_MODEL_NAME_MAX + 64);
+    if (gb_buf_printf(&u, "%s/models/%s:%s", base, r->chat.model,
+                      r->chat.stream ? "streamGenerateContent?alt=sse" : "generateContent") < 0) {
+        gb_buf_release(&u);
+        return -1;
+    }
+    r->up_url = gb_buf_take(&u, NULL);
+    return 0;
+}
+
+void gb_route_chat(struct gb_req *r)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(r->ev);
+    size_t len = evbuffer_get_length(in);
+    const char *body = (const char *)evbuffer_pullup(in, -1);
+    struct gb_chat_opts opts;
+    struct gb_chat_err err = {{0}, {0}};
+    json_error_t jerr;
+    json_t *gem;
+    char id[GB_CHAT_ID_RAND + 16], rnd[GB_CHAT_ID_RAND + 1];
+
+    gb_req_set_state(r, GB_REQ_PARSE);
+    if (len == 0) {
+        gb_req_error(r, 400, "invalid_request_error", NULL,
+                     "the request body is empty: expected a JSON object");
+        return;
+    }
+    r->oai = json_loadb(body, len, 0, &jerr);
+    if (r->oai == NULL) {
+        gb_req_error(r, 400, "invalid_json", NULL, "invalid JSON body: %s (line %d, column %d)",
+                     jerr.text, jerr.line, jerr.column);
+        return;
+    }
+    if (!json_is_object(r->oai)) {
+        gb_req_error(r, 400, "invalid_request_error", NULL,
+                     "the request body must be a JSON object");
+        return;
+    }
+    gb_req_set_state(r, GB_REQ_TRANSLATE);
+    chat_opts(r->w->ctx->cfg, &opts);
+    gem = gb_chat_request_to_gemini(r->oai, &opts, &r->chat, &err);
+    if (gem == NULL) {
+        gb_req_error(r, 400, "invalid_request_error", err.param[0] ? err.param : NULL, "%s",
+                     err.message[0] ? err.message : "invalid request");
+        return;
+    }
+    snprintf(r->model, sizeof r->model, "%s", r->chat.client_model);
+    if (strncmp(r->chat.model, "models/", 7) == 0)
+        memmove(r->chat.model, r->chat.model + 7, strlen(r->chat.model + 7) + 1);
+    if (!gb_model_name_ok(r->chat.model)) {
+        json_decref(gem);
+        gb_req_error(r, 400, "invalid_request_error", "model",
+                     "invalid model name: use letters, digits, '.', '_' and '-' only");
+        return;
+    }
+    r->up_payload = json_dumps(gem, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(gem);
+    if (r->up_payload == NULL || build_url(r) < 0) {
+        gb_req_error(r, 500, "internal_error", NULL, "out of memory");
+        return;
+    }
+    r->up_payload_len = strlen(r->up_payload);
+    r->up_stream = r->chat.stream;
+    r->ops = &chat_ops;
+    if (r->up_stream) {
+        gb_rand_alnum(rnd, GB_CHAT_ID_RAND);
+        snprintf(id, sizeof id, "chatcmpl-%s", rnd);
+        gb_chat_stream_init(&r->cs, &r->chat, &opts, id, (long long)time(NULL));
+        r->cs_init = 1;
+        gb_buf_init(&r->out, GB_CHAT_OUT_MAX);
+    }
+    gb_upstream_start(r);
+}

@@ -1,0 +1,20 @@
+/*
+ * routes.h - request handlers for the API routes.  Each takes a request whose
+ * auth already passed, and ends it (now or later) through gb_req_finish().
+ */
+#ifndef GB_API_ROUTES_H
+#define GB_API_ROUTES_H
+
+#include "server/req.h"
+
+/* POST /v1/chat/completions */
+void gb_route_chat(struct gb_req *r);
+
+/* GET /v1/models; GET /v1/models/{id} with id (borrowed) non-NULL */
+void gb_route_models(struct gb_req *r, const char *id);
+
+/* Checks a client-given model name for use in an upstream URL path:
+ * [A-Za-z0-9._-] only, 1..GB_MODEL_NAME_MAX bytes.  1 when fine. */
+int gb_model_name_ok(const char *m);
+
+#endif

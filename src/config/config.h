@@ -1,0 +1,79 @@
+/*
+ * config.h - the gateway's configuration: one immutable snapshot loaded from
+ * the environment and an .env file (the environment wins).
+ *
+ * Every variable is one row of a table (config.c): name, type, field,
+ * default, bounds and a one-line help.  One generic parser walks the table,
+ * so error messages, --help and .env.example all come from the same rows
+ * (STYLE.md rule 15).  A snapshot is read-only once loaded and is shared by
+ * all threads without locking.
+ */
+#ifndef GB_CONFIG_CONFIG_H
+#define GB_CONFIG_CONFIG_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdio.h>
+
+/* Default Gemini endpoint. */
+#define GB_DEFAULT_BASE_URL "https://generativelanguage.googleapis.com/v1beta"
+/* Longest .env line we read, in bytes. */
+#define GB_ENV_LINE_MAX (1024 * 1024)
+
+/* A list of strings (keys, tokens, model names ...), owned by the config. */
+struct gb_strlist {
+    char **v;
+    size_t n;
+};
+
+struct gb_config {
+    struct gb_strlist api_keys;       /* Gemini keys of the pool */
+    struct gb_strlist allowed_tokens; /* client tokens */
+    char *auth_token;                 /* admin token (defaults to the first allowed token) */
+    char *base_url;                   /* upstream base, no trailing slash */
+    char *host;                       /* listen address */
+    long port;                        /* listen port; 0 = any free port */
+    long workers;                     /* event-loop threads (0 in .env = CPUs) */
+    long max_failures;                /* consecutive failures that disable a key */
+    long max_retries;                 /* extra attempts after the first */
+    long time_out;                    /* whole upstream request, in seconds */
+    long connect_timeout;             /* upstream connect, in seconds */
+    struct gb_strlist search_models;  /* models offered with a -search twin */
+    int code_execution;               /* add the codeExecution tool */
+    int show_search_link;             /* append grounding sources */
+    json_t *safety_settings;          /* JSON array, owned */
+    struct gb_strlist allowed_origins; /* CORS origins; "*" = any */
+    long long max_request_bytes;      /* largest accepted request body */
+    char *proxy;                      /* upstream proxy URL, or NULL */
+    long log_level;                   /* enum gb_log_level */
+    int log_json;                     /* LOG_FORMAT=json */
+};
+
+/*
+ * Loads a snapshot.  env_file is the .env path to read (NULL: "./.env" when
+ * it exists; a named file that cannot be read is an error).  getenv_fn reads
+ * the environment (pass getenv; tests pass a fake).  Returns a new config
+ * (free with gb_config_free), or NULL with a message naming the variable
+ * and what was expected written to err (errlen bytes).
+ */
+struct gb_config *gb_config_load(const char *env_file, char *(*getenv_fn)(const char *),
+                                 char *err, size_t errlen);
+
+/* Frees a snapshot and everything it owns; NULL is fine. */
+void gb_config_free(struct gb_config *c);
+
+/* Writes .env.example (every variable, its default and a comment) to f. */
+void gb_config_write_example(FILE *f);
+
+/* Writes the --help text for the variables to f. */
+void gb_config_write_help(FILE *f);
+
+/* Parses a list value: JSON ["a","b"] or a,b (blanks trimmed, empties
+ * dropped).  Returns 0 or GB_EPARSE / GB_ENOMEM; *out is owned by the
+ * caller (gb_strlist_release). */
+int gb_strlist_parse(const char *s, struct gb_strlist *out);
+void gb_strlist_release(struct gb_strlist *l);
+/* 1 when s is in the list. */
+int gb_strlist_has(const struct gb_strlist *l, const char *s);
+
+#endif

@@ -1,0 +1,184 @@
+/*
+ * main.c - command line, start-up, signals and shutdown.  No logic of its
+ * own: it loads the config, opens the listening sockets (one per worker,
+ * SO_REUSEPORT), starts the workers and waits for SIGINT/SIGTERM.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <event2/thread.h>
+#include <jansson.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "keypool/keypool.h"
+#include "server/worker.h"
+
+#define GB_VERSION "0.1.0"
+/* Listen backlog. */
+#define GB_LISTEN_BACKLOG 1024
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: gemini-balance [--env-file PATH] [--help] [--version] "
+               "[--print-env-example]\n\n"
+               "An OpenAI- and Gemini-compatible gateway over a pool of Gemini API keys.\n"
+               "Reads ./.env (or --env-file PATH) and the environment; the environment wins.\n\n");
+    gb_config_write_help(f);
+}
+
+/* Opens a listening socket on host:port with SO_REUSEPORT.  Returns the fd
+ * or -1 (with a message logged). */
+static int listen_on(const char *host, const char *port)
+{
+    struct addrinfo hints = {0}, *res = NULL, *ai;
+    int fd = -1, one = 1, rc;
+
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0) {
+        gb_error("cannot resolve HOST %s: %s", host, gai_strerror(rc));
+        return -1;
+    }
+    for (ai = res; ai != NULL; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                    ai->ai_protocol);
+        if (fd < 0)
+            continue;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, GB_LISTEN_BACKLOG) == 0)
+            break;
+        close(fd);
+        fd = -1;
+    }
+    if (fd < 0)
+        gb_error("cannot listen on %s:%s: %s", host, port, strerror(errno));
+    freeaddrinfo(res);
+    return fd;
+}
+
+static int bound_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return -1;
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+int main(int argc, char **argv)
+{
+    const char *env_file = NULL;
+    struct gb_config *cfg;
+    struct gb_ctx ctx;
+    struct gb_worker *workers = NULL;
+    char err[512], portstr[16];
+    sigset_t sigs;
+    int sig = 0, port, rc = 1;
+    long started = 0;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("gemini-balance %s\n", GB_VERSION);
+            return 0;
+        } else if (strcmp(argv[i], "--print-env-example") == 0) {
+            gb_config_write_example(stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--env-file") == 0 && i + 1 < argc) {
+            env_file = argv[++i];
+        } else {
+            fprintf(stderr, "gemini-balance: unknown argument '%s'\n\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+
+    cfg = gb_config_load(env_file, getenv, err, sizeof err);
+    if (cfg == NULL) {
+        fprintf(stderr, "gemini-balance: configuration error: %s\n", err);
+        return 1;
+    }
+    gb_log_setup((enum gb_log_level)cfg->log_level, cfg->log_json);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 || evthread_use_pthreads() != 0) {
+        gb_error("cannot initialise libcurl or libevent threads");
+        goto out;
+    }
+    if (!(curl_version_info(CURLVERSION_NOW)->features & CURL_VERSION_ASYNCHDNS))
+        gb_warn("libcurl resolves names synchronously: DNS lookups will block a worker");
+    json_object_seed(0);
+    signal(SIGPIPE, SIG_IGN);
+
+    memset(&ctx, 0, sizeof ctx);
+    ctx.cfg = cfg;
+    ctx.version = GB_VERSION;
+    ctx.started_ms = gb_now_ms();
+    pthread_mutex_init(&ctx.models.lock, NULL);
+    ctx.pool = gb_keypool_new(&cfg->api_keys, cfg->max_failures);
+    workers = calloc((size_t)cfg->workers, sizeof *workers);
+    if (ctx.pool == NULL || workers == NULL) {
+        gb_error("out of memory");
+        goto out;
+    }
+
+    /* workers get the signals blocked; main waits for them with sigwait */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+    snprintf(portstr, sizeof portstr, "%ld", cfg->port);
+    port = (int)cfg->port;
+    for (long i = 0; i < cfg->workers; i++) {
+        int fd = listen_on(cfg->host, portstr);
+        if (fd < 0)
+            goto out;
+        if (i == 0) {
+            port = bound_port(fd);
+            snprintf(portstr, sizeof portstr, "%d", port);
+        }
+        if (gb_worker_init(&workers[i], (int)i, &ctx, fd) < 0 || gb_worker_start(&workers[i]) < 0)
+            goto out;
+        started = i + 1;
+    }
+    gb_info("gemini-balance %s: %ld workers, %zu API keys, %zu client tokens, upstream %s",
+            GB_VERSION, cfg->workers, gb_keypool_size(ctx.pool), cfg->allowed_tokens.n,
+            cfg->base_url);
+    if (gb_keypool_size(ctx.pool) == 0)
+        gb_warn("no API keys configured: model calls answer 503 until API_KEYS is set in .env");
+    gb_info("listening on http://%s:%d", strchr(cfg->host, ':') ? "[::]" : cfg->host, port);
+
+    while (sigwait(&sigs, &sig) == 0 && sig != SIGINT && sig != SIGTERM)
+        ;
+    gb_info("signal %d: draining (up to %d ms), then stopping", sig, GB_DRAIN_MS);
+    rc = 0;
+out:
+    for (long i = 0; i < started; i++)
+        gb_worker_stop(&workers[i]);
+    for (long i = 0; i < started; i++)
+        gb_worker_join(&workers[i]);
+    free(workers);
+    gb_keypool_free(ctx.pool);
+    free(ctx.models.json);
+    gb_config_free(cfg);
+    curl_global_cleanup();
+    if (rc == 0)
+        gb_info("stopped");
+    return rc;
+}

@@ -1,0 +1,324 @@
+/*
+ * req.c - request lifecycle: state changes, replies, client hang-up
+ * detection and the single exit gb_req_finish().
+ *
+ * Client hang-up: evhttp stops reading a connection while a request is
+ * pending, so it would not notice a client that leaves.  gb_req_watch_client
+ * adds our own read event on the socket; when it sees EOF we free the
+ * connection, which runs on_conn_close, which finishes the request (and so
+ * cancels the upstream transfer).  A write error while streaming reaches
+ * on_conn_close through evhttp itself.
+ */
+#include "server/req.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/keyvalq_struct.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "core/clock.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "server/worker.h"
+
+static const char *const state_names[] = {
+#define GB_REQ_STATE_NAME(s) #s,
+    GB_REQ_STATES(GB_REQ_STATE_NAME)
+#undef GB_REQ_STATE_NAME
+};
+
+const char *gb_req_state_name(enum gb_req_state s)
+{
+    return state_names[s];
+}
+
+void gb_req__set_state(struct gb_req *r, enum gb_req_state s, const char *file, int line)
+{
+    if (gb_log_enabled(GB_LOG_DEBUG))
+        gb_debug("req %p: %s -> %s (%s:%d)", (void *)r, state_names[r->state], state_names[s],
+                 file, line);
+    r->state = s;
+}
+
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Payload Too Large";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return status < 400 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+    }
+}
+
+/* Stops the client watch and the close callback: evhttp owns the
+ * connection's fate from here. */
+static void unhook_client(struct gb_req *r)
+{
+    if (r->hup != NULL) {
+        event_free(r->hup);
+        r->hup = NULL;
+    }
+    if (r->evcon != NULL)
+        evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+}
+
+void gb_req_finish(struct gb_req *r)
+{
+    struct gb_worker *w = r->w;
+    struct gb_log_access a;
+
+    gb_req_set_state(r, GB_REQ_DONE);
+    if (r->easy != NULL) {
+        gb_curlev_remove(w->curl, &r->xfer);
+        gb_curlev_easy_put(w->curl, r->easy);
+        r->easy = NULL;
+    }
+    unhook_client(r);
+    if (r->backoff != NULL)
+        event_free(r->backoff);
+    curl_slist_free_all(r->up_headers);
+    free(r->up_url);
+    free(r->up_payload);
+    gb_buf_release(&r->up_body);
+    gb_buf_release(&r->out);
+    if (r->sse_init)
+        gb_sse_parser_release(&r->sse);
+    if (r->cs_init)
+        gb_chat_stream_release(&r->cs);
+    json_decref(r->oai);
+    json_decref(r->acc);
+
+    a.method = r->method;
+    a.path = r->path;
+    a.model = r->model[0] ? r->model : NULL;
+    a.status = r->client_gone && !r->reply_started ? 499 : r->status;
+    a.attempts = r->attempts;
+    a.latency_ms = (double)(gb_now_us() - r->t0_us) / 1000.0;
+    a.key_id = r->has_key ? gb_keypool_key_id(w->ctx->pool, r->key_idx) : NULL;
+    a.error = r->client_gone ? "client closed the connection" : r->error;
+    gb_log_request(&a);
+
+    w->active--;
+    r->magic = 0;
+    free(r);
+}
+
+/* evhttp is freeing the client connection (hang-up, write error). */
+static void on_conn_close(struct evhttp_connection *evcon, void *arg)
+{
+    struct gb_req *r = arg;
+
+    (void)evcon;
+    r->client_gone = 1;
+    /* a request evhttp detached from the failed connection is ours to free;
+     * one still attached is freed by evhttp right after this callback */
+    if (r->ev != NULL && evhttp_request_get_connection(r->ev) == NULL)
+        evhttp_request_free(r->ev);
+    r->ev = NULL;
+    if (r->hup != NULL) {
+        event_free(r->hup);
+        r->hup = NULL;
+    }
+    r->evcon = NULL;
+    gb_req_finish(r);
+}
+
+static void on_client_readable(evutil_socket_t fd, short what, void *arg)
+{
+    struct gb_req *r = arg;
+    char c;
+    ssize_t n;
+
+    (void)what;
+    n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0)
+        return; /* pipelined bytes: leave them to evhttp, stop watching */
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        event_add(r->hup, NULL);
+        return;
+    }
+    gb_debug("req %p: client hung up", (void *)r);
+    /* runs on_conn_close, which finishes r */
+    evhttp_connection_free(r->evcon);
+}
+
+int gb_req_watch_client(struct gb_req *r)
+{
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(r->evcon);
+    evutil_socket_t fd = bev != NULL ? bufferevent_getfd(bev) : -1;
+
+    evhttp_connection_set_closecb(r->evcon, on_conn_close, r);
+    if (fd < 0)
+        return 0;
+    r->hup = event_new(r->w->base, fd, EV_READ, on_client_readable, r);
+    if (r->hup == NULL)
+        return GB_ENOMEM;
+    event_add(r->hup, NULL);
+    return 0;
+}
+
+void gb_req_add_cors(struct gb_req *r, struct evkeyvalq *headers)
+{
+    const struct gb_strlist *allowed = &r->w->ctx->cfg->allowed_origins;
+    const char *origin = r->ev ? evhttp_find_header(evhttp_request_get_input_headers(r->ev),
+                                                    "Origin")
+                               : NULL;
+
+    if (gb_strlist_has(allowed, "*")) {
+        evhttp_add_header(headers, "Access-Control-Allow-Origin", "*");
+    } else if (origin != NULL && gb_strlist_has(allowed, origin)) {
+        evhttp_add_header(headers, "Access-Control-Allow-Origin", origin);
+        evhttp_add_header(headers, "Vary", "Origin");
+    }
+}
+
+void gb_req_reply(struct gb_req *r, int status, const char *ctype, const char *body, size_t len)
+{
+    struct evhttp_request *ev = r->ev;
+    struct evkeyvalq *h;
+    struct evbuffer *buf;
+
+    r->status = status;
+    unhook_client(r);
+    if (ev != NULL && !r->client_gone) {
+        h = evhttp_request_get_output_headers(ev);
+        if (ctype != NULL)
+            evhttp_add_header(h, "Content-Type", ctype);
+        gb_req_add_cors(r, h);
+        buf = evbuffer_new();
+        if (buf != NULL && len > 0)
+            evbuffer_add(buf, body, len);
+        r->ev = NULL;
+        evhttp_send_reply(ev, status, reason_phrase(status), buf);
+        if (buf != NULL)
+            evbuffer_free(buf);
+    }
+    gb_req_finish(r);
+}
+
+static const char *openai_error_type(int status)
+{
+    switch (status) {
+    case 400: case 404: case 413: return "invalid_request_error";
+    case 401: return "authentication_error";
+    case 403: return "permission_error";
+    case 429: return "rate_limit_error";
+    default: return status >= 500 ? "server_error" : "invalid_request_error";
+    }
+}
+
+static const char *google_status(int status)
+{
+    switch (status) {
+    case 400: case 413: return "INVALID_ARGUMENT";
+    case 401: return "UNAUTHENTICATED";
+    case 403: return "PERMISSION_DENIED";
+    case 404: return "NOT_FOUND";
+    case 429: return "RESOURCE_EXHAUSTED";
+    case 501: return "UNIMPLEMENTED";
+    case 503: return "UNAVAILABLE";
+    case 504: return "DEADLINE_EXCEEDED";
+    default: return status >= 500 ? "INTERNAL" : "FAILED_PRECONDITION";
+    }
+}
+
+void gb_req_error(struct gb_req *r, int status, const char *code, const char *param,
+                  const char *fmt, ...)
+{
+    char msg[1024];
+    json_t *err, *root;
+    char *body;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (r->error == NULL)
+        r->error = "error";
+    if (r->api == GB_API_GEMINI) {
+        err = json_pack("{s:i, s:s, s:s}", "code", status, "message", msg, "status",
+                        code ? code : google_status(status));
+    } else {
+        err = json_pack("{s:s, s:s, s:s?, s:s?}", "message", msg, "type",
+                        openai_error_type(status), "param", param, "code", code);
+    }
+    root = json_pack("{s:o}", "error", err);
+    body = root ? json_dumps(root, JSON_PRESERVE_ORDER | JSON_COMPACT) : NULL;
+    json_decref(root);
+    gb_req_reply(r, status, "application/json", body ? body : "{}", body ? strlen(body) : 2);
+    free(body);
+}
+
+void gb_req_stream_start(struct gb_req *r)
+{
+    struct evkeyvalq *h;
+
+    if (r->reply_started || r->ev == NULL || r->client_gone)
+        return;
+    r->reply_started = 1;
+    r->status = 200;
+    h = evhttp_request_get_output_headers(r->ev);
+    evhttp_add_header(h, "Content-Type", "text/event-stream; charset=utf-8");
+    evhttp_add_header(h, "Cache-Control", "no-cache");
+    evhttp_add_header(h, "X-Accel-Buffering", "no");
+    gb_req_add_cors(r, h);
+    evhttp_send_reply_start(r->ev, 200, "OK");
+}
+
+/* A chunk left the socket buffer: resume a paused upstream read. */
+static void on_chunk_sent(struct evhttp_connection *evcon, void *arg)
+{
+    struct gb_req *r = arg;
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+
+    if (r->magic == 0 || !r->paused || r->easy == NULL)
+        return;
+    if (bev != NULL && evbuffer_get_length(bufferevent_get_output(bev)) > GB_STREAM_HIGH_WATER)
+        return;
+    r->paused = 0;
+    curl_easy_pause(r->easy, CURLPAUSE_CONT);
+}
+
+void gb_req_stream_flush(struct gb_req *r)
+{
+    struct evbuffer *buf;
+
+    if (r->out.len == 0 || r->ev == NULL || r->client_gone)
+        return;
+    buf = evbuffer_new();
+    if (buf == NULL)
+        return;
+    evbuffer_add(buf, r->out.data, r->out.len);
+    gb_buf_reset(&r->out);
+    evhttp_send_reply_chunk_with_cb(r->ev, buf, on_chunk_sent, r);
+    evbuffer_free(buf);
+}
+
+void gb_req_stream_end(struct gb_req *r)
+{
+    struct evhttp_request *ev = r->ev;
+
+    gb_req_stream_flush(r);
+    unhook_client(r);
+    if (ev != NULL && !r->client_gone) {
+        r->ev = NULL;
+        evhttp_send_reply_end(ev);
+    }
+    gb_req_finish(r);
+}

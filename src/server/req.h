@@ -1,0 +1,150 @@
+/*
+ * req.h - one client request: its state machine, its upstream attempt and
+ * its single exit, gb_req_finish() (STYLE.md rules 9 and 10).
+ *
+ * struct gb_req is shared by the server, the upstream attempt loop and the
+ * route handlers (the src/api route files), which all run on the request's worker
+ * thread; no other thread ever sees it.  Fields marked "owned" are freed by
+ * gb_req_finish().
+ */
+#ifndef GB_SERVER_REQ_H
+#define GB_SERVER_REQ_H
+
+#include <curl/curl.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <jansson.h>
+#include <stdint.h>
+
+#include "api/openai_chat.h"
+#include "core/buf.h"
+#include "sse/sse.h"
+#include "upstream/curlev.h"
+
+struct gb_worker;
+struct gb_req;
+
+/* Keys one request may try (attempts beyond this reuse the list's end). */
+#define GB_REQ_MAX_TRIED 32
+/* Largest upstream error body kept for the failure policy, in bytes. */
+#define GB_UPSTREAM_ERROR_MAX (256u * 1024)
+/* Largest non-streamed upstream answer accepted, in bytes. */
+#define GB_UPSTREAM_BODY_MAX (64u * 1024 * 1024)
+/* Client output queued before the upstream read is paused, in bytes. */
+#define GB_STREAM_HIGH_WATER (256u * 1024)
+/* Longest request path we route on, in bytes. */
+#define GB_PATH_MAX 2048
+
+#define GB_REQ_STATES(X) X(READ) X(AUTH) X(PARSE) X(TRANSLATE) X(ATTEMPT) X(RELAY) X(DONE)
+
+enum gb_req_state {
+#define GB_REQ_STATE_ENUM(s) GB_REQ_##s,
+    GB_REQ_STATES(GB_REQ_STATE_ENUM)
+#undef GB_REQ_STATE_ENUM
+};
+
+/* Which API the client speaks: decides the error format. */
+enum gb_api { GB_API_NONE, GB_API_OPENAI, GB_API_GEMINI };
+
+/* What a route does with the upstream's answer. */
+struct gb_route_ops {
+    /* Non-streamed 2xx answer, whole body in r->up_body.  Must reply. */
+    void (*on_body)(struct gb_req *r);
+    /* Streamed: one SSE event's data; append client output to r->out.
+     * Return 0, or <0 to end the stream with an error. */
+    int (*on_event)(struct gb_req *r, const char *data, size_t len);
+    /* Streamed: the upstream ended cleanly; append the last output to r->out. */
+    void (*on_stream_end)(struct gb_req *r);
+};
+
+struct gb_req {
+    /* --- set at start, read-only after --- */
+    unsigned magic;
+    struct gb_worker *w;
+    struct evhttp_request *ev;       /* NULL once handed back to evhttp or freed */
+    struct evhttp_connection *evcon; /* NULL once the client is gone */
+    enum gb_api api;
+    const struct gb_route_ops *ops;
+    char method[8];
+    char path[GB_PATH_MAX]; /* normalised, without the query */
+    const char *query;      /* borrowed from ev's URI, NULL when none */
+    int64_t t0_us;
+
+    /* --- state --- */
+    enum gb_req_state state;
+    int client_gone;
+    int reply_started; /* streamed reply headers sent */
+    int status;        /* status sent to the client */
+    const char *error; /* short reason for the access log (static string) */
+    struct event *hup; /* owned: watches the client socket while we wait */
+
+    /* --- upstream attempt --- */
+    char *up_url;          /* owned */
+    char *up_payload;      /* owned: request body sent upstream, NULL for GET */
+    size_t up_payload_len;
+    int up_stream;         /* 1: SSE expected */
+    CURL *easy;            /* owned while an attempt runs */
+    struct curl_slist *up_headers; /* owned */
+    struct gb_curlev_xfer xfer;
+    long up_status;        /* of the current attempt, 0 until known */
+    int64_t up_retry_after_ms;
+    struct gb_buf up_body; /* owned: answer or error body of the current attempt */
+    int paused;            /* upstream read paused for a slow client */
+    uint32_t tried[GB_REQ_MAX_TRIED];
+    size_t ntried;
+    int attempts;
+    uint32_t key_idx;
+    int has_key;
+    struct event *backoff; /* owned */
+    struct gb_sse_parser sse;
+    int sse_init;
+
+    /* --- route data --- */
+    char model[GB_MODEL_NAME_MAX + 1]; /* for the access log */
+    json_t *oai;           /* owned: parsed client body */
+    struct gb_chat_req chat;
+    struct gb_chat_stream cs;
+    int cs_init;
+    struct gb_buf out;     /* owned: client output waiting to be sent */
+    json_t *acc;           /* owned: route accumulator (models pages) */
+    int pages;
+    int stream_error_sent; /* an error event already ended the stream */
+    char route_arg[GB_MODEL_NAME_MAX + 1]; /* e.g. the model id of GET /models/{id} */
+};
+
+/* Changes state; logs the transition at debug level. */
+#define gb_req_set_state(r, s) gb_req__set_state((r), (s), __FILE__, __LINE__)
+void gb_req__set_state(struct gb_req *r, enum gb_req_state s, const char *file, int line);
+
+/* Name of a state, for logs. */
+const char *gb_req_state_name(enum gb_req_state s);
+
+/* The single exit of every request: cancels the upstream attempt, frees what
+ * the request owns, writes the access log line and frees r.  The reply must
+ * have been sent (or the client be gone). */
+void gb_req_finish(struct gb_req *r);
+
+/* Keeps watching the client's socket so that a hang-up while we wait for the
+ * upstream cancels the request at once.  Returns 0 or GB_ENOMEM. */
+int gb_req_watch_client(struct gb_req *r);
+
+/* Sends a whole reply (status, content type, body) and finishes r. */
+void gb_req_reply(struct gb_req *r, int status, const char *ctype, const char *body, size_t len);
+
+/* Sends an error in the client's API format and finishes r.  code is the
+ * machine-readable code (OpenAI "code" / Gemini "status"), may be NULL;
+ * param may be NULL. */
+void gb_req_error(struct gb_req *r, int status, const char *code, const char *param,
+                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* Streams: sends the headers of a 200 text/event-stream reply. */
+void gb_req_stream_start(struct gb_req *r);
+/* Streams: sends what r->out holds as one chunk and empties it. */
+void gb_req_stream_flush(struct gb_req *r);
+/* Streams: flushes r->out, ends the reply and finishes r. */
+void gb_req_stream_end(struct gb_req *r);
+
+/* Adds the CORS headers the request's Origin calls for to headers. */
+void gb_req_add_cors(struct gb_req *r, struct evkeyvalq *headers);
+
+#endif

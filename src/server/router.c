@@ -1,0 +1,226 @@
+/*
+ * router.c - every request's entry: READ -> AUTH -> route.
+ *
+ * The route table is data: method, path (after the API prefix), whether a
+ * token is needed, and the handler.  Paths are normalised first (doubled
+ * and trailing slashes), and the OpenAI API is served under /v1, /hf/v1 and
+ * with no prefix at all, since clients get base URLs wrong all the time.
+ */
+#include "server/router.h"
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/routes.h"
+#include "auth/auth.h"
+#include "core/clock.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "server/worker.h"
+
+/* Magic number of a live gb_req (checked in debug builds). */
+#define GB_REQ_MAGIC 0x67627271u
+
+int gb_router_normalize(const char *uri, char *out, size_t outlen)
+{
+    size_t n = 0;
+
+    for (const char *p = uri; *p != '\0' && *p != '?' && *p != '#'; p++) {
+        if (*p == '/' && n > 0 && out[n - 1] == '/')
+            continue;
+        if (n + 1 >= outlen)
+            return GB_ETOOBIG;
+        out[n++] = *p;
+    }
+    if (n > 1 && out[n - 1] == '/')
+        n--;
+    if (n == 0)
+        out[n++] = '/';
+    out[n] = '\0';
+    return 0;
+}
+
+static const char *method_name(enum evhttp_cmd_type t)
+{
+    switch (t) {
+    case EVHTTP_REQ_GET: return "GET";
+    case EVHTTP_REQ_POST: return "POST";
+    case EVHTTP_REQ_HEAD: return "HEAD";
+    case EVHTTP_REQ_PUT: return "PUT";
+    case EVHTTP_REQ_DELETE: return "DELETE";
+    case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+    case EVHTTP_REQ_TRACE: return "TRACE";
+    case EVHTTP_REQ_CONNECT: return "CONNECT";
+    case EVHTTP_REQ_PATCH: return "PATCH";
+    }
+    return "?";
+}
+
+static void on_health(struct gb_req *r)
+{
+    struct gb_ctx *ctx = r->w->ctx;
+    struct gb_keypool_stats st;
+    json_t *j;
+    char *s;
+
+    gb_keypool_stats(ctx->pool, &st);
+    j = json_pack("{s:s, s:s, s:I, s:{s:I, s:I, s:I, s:I}}", "status", "healthy", "version",
+                  ctx->version, "uptime_s", (json_int_t)((gb_now_ms() - ctx->started_ms) / 1000),
+                  "keys", "total", (json_int_t)st.total, "usable", (json_int_t)st.usable,
+                  "cooling", (json_int_t)st.cooling, "disabled", (json_int_t)st.disabled);
+    s = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(j);
+    gb_req_reply(r, 200, "application/json", s ? s : "{}", s ? strlen(s) : 2);
+    free(s);
+}
+
+static void on_root(struct gb_req *r)
+{
+    static const char body[] =
+        "{\"name\":\"gemini-balance\",\"openai_base_url\":\"/v1\","
+        "\"gemini_base_url\":\"/v1beta\",\"health\":\"/health\"}";
+
+    gb_req_reply(r, 200, "application/json", body, sizeof body - 1);
+}
+
+static void on_preflight(struct gb_req *r)
+{
+    struct evkeyvalq *in = evhttp_request_get_input_headers(r->ev);
+    struct evkeyvalq *out = evhttp_request_get_output_headers(r->ev);
+    const char *want = evhttp_find_header(in, "Access-Control-Request-Headers");
+
+    evhttp_add_header(out, "Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS");
+    evhttp_add_header(out, "Access-Control-Allow-Headers",
+                      want ? want : "Authorization, Content-Type, x-goog-api-key");
+    evhttp_add_header(out, "Access-Control-Max-Age", "86400");
+    gb_req_reply(r, 204, NULL, NULL, 0);
+}
+
+static void not_found(struct gb_req *r)
+{
+    r->error = "unknown route";
+    gb_req_error(r, 404, "not_found", NULL,
+                 "unknown route %s %s: this gateway serves the OpenAI API under /v1 (or /hf/v1) "
+                 "and the Gemini API under /v1beta (or /gemini/v1beta)",
+                 r->method, r->path);
+}
+
+/* Returns the path with an OpenAI prefix (/v1, /hf/v1) removed, or NULL
+ * when the path is not an OpenAI one. */
+static const char *openai_rest(const char *path)
+{
+    if (strncmp(path, "/hf/v1/", 7) == 0)
+        return path + 6;
+    if (strncmp(path, "/v1/", 4) == 0)
+        return path + 3;
+    if (strcmp(path, "/chat/completions") == 0 || strncmp(path, "/models", 7) == 0)
+        return path;
+    return NULL;
+}
+
+/* Checks the client's token; answers 401 and returns 0 when it is wrong. */
+static int authorized(struct gb_req *r)
+{
+    struct evkeyvalq *h = evhttp_request_get_input_headers(r->ev);
+    struct evkeyvalq q;
+    const char *tok;
+    size_t len = 0;
+    int ok;
+
+    gb_req_set_state(r, GB_REQ_AUTH);
+    q.tqh_first = NULL;
+    q.tqh_last = &q.tqh_first;
+    if (r->query != NULL)
+        evhttp_parse_query_str(r->query, &q);
+    tok = gb_auth_extract(evhttp_find_header(h, "Authorization"),
+                          evhttp_find_header(h, "x-goog-api-key"), evhttp_find_header(&q, "key"),
+                          &len);
+    ok = gb_auth_check(&r->w->ctx->cfg->allowed_tokens, tok, len);
+    evhttp_clear_headers(&q);
+    if (!ok) {
+        r->error = tok ? "wrong token" : "no token";
+        gb_req_error(r, 401, r->api == GB_API_GEMINI ? "UNAUTHENTICATED" : "invalid_api_key",
+                     NULL,
+                     tok ? "invalid API token: use one of the gateway's ALLOWED_TOKENS"
+                         : "missing API token: send 'Authorization: Bearer <token>' with one of "
+                           "the gateway's ALLOWED_TOKENS");
+    }
+    return ok;
+}
+
+static void route(struct gb_req *r, enum evhttp_cmd_type cmd)
+{
+    const char *rest;
+
+    if (cmd == EVHTTP_REQ_OPTIONS) {
+        on_preflight(r);
+        return;
+    }
+    if (strcmp(r->path, "/health") == 0 && (cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD)) {
+        on_health(r);
+        return;
+    }
+    if (strcmp(r->path, "/") == 0 && cmd == EVHTTP_REQ_GET) {
+        on_root(r);
+        return;
+    }
+    rest = openai_rest(r->path);
+    if (rest == NULL) {
+        not_found(r);
+        return;
+    }
+    r->api = GB_API_OPENAI;
+    if (strcmp(rest, "/chat/completions") == 0) {
+        if (cmd != EVHTTP_REQ_POST) {
+            gb_req_error(r, 405, "method_not_allowed", NULL, "use POST for %s", r->path);
+            return;
+        }
+        if (authorized(r))
+            gb_route_chat(r);
+        return;
+    }
+    if (strcmp(rest, "/models") == 0 || strncmp(rest, "/models/", 8) == 0) {
+        if (cmd != EVHTTP_REQ_GET) {
+            gb_req_error(r, 405, "method_not_allowed", NULL, "use GET for %s", r->path);
+            return;
+        }
+        if (authorized(r))
+            gb_route_models(r, rest[7] == '/' ? rest + 8 : NULL);
+        return;
+    }
+    not_found(r);
+}
+
+void gb_router_on_request(struct evhttp_request *ev, void *arg)
+{
+    struct gb_worker *w = arg;
+    struct gb_req *r = calloc(1, sizeof *r);
+    const char *uri = evhttp_request_get_uri(ev);
+    const char *q;
+
+    if (r == NULL) {
+        evhttp_send_error(ev, 503, "out of memory");
+        return;
+    }
+    r->magic = GB_REQ_MAGIC;
+    r->w = w;
+    r->ev = ev;
+    r->evcon = evhttp_request_get_connection(ev);
+    r->t0_us = gb_now_us();
+    r->status = 0;
+    w->active++;
+    snprintf(r->method, sizeof r->method, "%s", method_name(evhttp_request_get_command(ev)));
+    q = uri ? strchr(uri, '?') : NULL;
+    r->query = q ? q + 1 : NULL;
+    if (uri == NULL || gb_router_normalize(uri, r->path, sizeof r->path) < 0) {
+        snprintf(r->path, sizeof r->path, "(too long)");
+        r->api = GB_API_OPENAI;
+        gb_req_error(r, 414, "uri_too_long", NULL, "request path too long");
+        return;
+    }
+    route(r, evhttp_request_get_command(ev));
+}

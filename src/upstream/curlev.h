@@ -1,0 +1,56 @@
+/*
+ * curlev.h - libcurl multi interface driven by a libevent event_base
+ * (the hiperfifo model, STYLE.md 1.8).
+ *
+ * One gb_curlev per worker thread.  A transfer is an easy handle plus a
+ * caller-embedded struct gb_curlev_xfer naming the completion callback.
+ * Completion callbacks run from the event loop after curl_multi_socket_action
+ * returned, with the handle already removed from the multi handle, so they
+ * may free the transfer or start another (STYLE.md rule 12).
+ */
+#ifndef GB_UPSTREAM_CURLEV_H
+#define GB_UPSTREAM_CURLEV_H
+
+#include <curl/curl.h>
+#include <event2/event.h>
+
+/* Easy handles kept for reuse per worker. */
+#define GB_CURLEV_EASY_POOL 64
+
+struct gb_curlev;
+
+typedef void (*gb_curlev_done_cb)(void *ud, CURLcode result);
+
+/* A transfer's completion hook; embed it in the object that owns the easy
+ * handle.  Fields are set by gb_curlev_add. */
+struct gb_curlev_xfer {
+    gb_curlev_done_cb cb;
+    void *ud;
+    CURL *easy;
+};
+
+/* Creates the glue on base.  maxconns sizes the connection cache.  Returns
+ * NULL on failure. */
+struct gb_curlev *gb_curlev_new(struct event_base *base, long maxconns);
+
+/* Frees the multi handle and pooled easy handles.  Transfers still added are
+ * removed without their callbacks being called. */
+void gb_curlev_free(struct gb_curlev *ce);
+
+/* Returns an easy handle, reset to defaults (from the pool or new), or NULL. */
+CURL *gb_curlev_easy_get(struct gb_curlev *ce);
+
+/* Gives an easy handle back (not added to the multi handle any more). */
+void gb_curlev_easy_put(struct gb_curlev *ce, CURL *easy);
+
+/* Starts the transfer; cb(ud, result) runs once it ends, unless it is
+ * removed first.  Returns 0 or GB_EIO (then cb is never called). */
+int gb_curlev_add(struct gb_curlev *ce, struct gb_curlev_xfer *x, CURL *easy, gb_curlev_done_cb cb,
+                  void *ud);
+
+/* Cancels a transfer: removes it from the multi handle (closing or keeping
+ * its connection as libcurl sees fit); cb is not called.  Must not be called
+ * from inside a libcurl callback. */
+void gb_curlev_remove(struct gb_curlev *ce, struct gb_curlev_xfer *x);
+
+#endif

@@ -1,0 +1,347 @@
+/*
+ * upstream.c - attempts, retries and relaying (DESIGN.md §4-5).
+ *
+ * One attempt = one easy handle on the worker's multi handle, with the key
+ * in x-goog-api-key.  The write callback buffers (non-streamed answers and
+ * errors) or parses SSE and hands events to the route (streamed 2xx).  The
+ * completion callback classifies the attempt, tells the key pool, and then
+ * relays, retries (another key, after a backoff for 5xx/transport errors) or
+ * answers with the upstream's error.  Nothing is sent to the client before
+ * the upstream answered 2xx, so failures before that are plain HTTP errors.
+ */
+#include "upstream/upstream.h"
+
+#include <ctype.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/http.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/err.h"
+#include "core/log.h"
+#include "server/worker.h"
+#include "upstream/policy.h"
+
+/* Room for "x-goog-api-key: " plus the longest key we send. */
+#define GB_KEY_HEADER_MAX 1024
+
+static void attempt(struct gb_req *r);
+
+/* Replaces every occurrence of secret in s (in place) with "***". */
+static void scrub(char *s, const char *secret)
+{
+    size_t n = secret ? strlen(secret) : 0;
+    char *p;
+
+    if (n == 0)
+        return;
+    while ((p = strstr(s, secret)) != NULL) {
+        memcpy(p, "***", 3);
+        memmove(p + 3, p + n, strlen(p + n) + 1);
+    }
+}
+
+static int on_sse_event(void *ud, const char *data, size_t len)
+{
+    struct gb_req *r = ud;
+
+    return r->ops->on_event(r, data, len) < 0 ? GB_EABORT : 0;
+}
+
+/* Client output queued on the connection, in bytes. */
+static size_t client_backlog(struct gb_req *r)
+{
+    struct bufferevent *bev = r->evcon ? evhttp_connection_get_bufferevent(r->evcon) : NULL;
+
+    return bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
+}
+
+static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
+{
+    struct gb_req *r = ud;
+    size_t n = size * nmemb;
+
+    if (r->up_status == 0)
+        curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->up_status);
+    if (r->up_stream && r->up_status >= 200 && r->up_status < 300) {
+        if (r->client_gone)
+            return 0;
+        if (client_backlog(r) > GB_STREAM_HIGH_WATER) {
+            r->paused = 1;
+            return CURL_WRITEFUNC_PAUSE;
+        }
+        if (!r->reply_started) {
+            gb_req_set_state(r, GB_REQ_RELAY);
+            gb_req_stream_start(r);
+        }
+        if (!r->sse_init) {
+            gb_sse_parser_init(&r->sse, GB_SSE_MAX_EVENT_BYTES, on_sse_event, r);
+            r->sse_init = 1;
+        }
+        int rc = gb_sse_parser_feed(&r->sse, p, n);
+        gb_req_stream_flush(r);
+        if (rc != 0) {
+            r->error = rc == GB_ETOOBIG ? "upstream event too large" : "stream aborted";
+            return 0; /* ends the transfer with CURLE_WRITE_ERROR */
+        }
+        return n;
+    }
+    if (gb_buf_append(&r->up_body, p, n) < 0) {
+        if (r->up_status >= 200 && r->up_status < 300) {
+            r->error = "upstream answer too large";
+            return 0;
+        }
+        return n; /* an error body: its start is enough */
+    }
+    return n;
+}
+
+static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
+{
+    struct gb_req *r = ud;
+    size_t n = size * nmemb;
+
+    if (n > 12 && strncasecmp(p, "retry-after:", 12) == 0) {
+        long secs = strtol(p + 12, NULL, 10);
+        if (secs > 0)
+            r->up_retry_after_ms = (int64_t)secs * 1000;
+    }
+    return n;
+}
+
+static void on_backoff(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    attempt(arg);
+}
+
+static void stream_error_event(struct gb_req *r, const char *msg, int code)
+{
+    json_t *e = json_pack("{s:{s:s, s:s, s:n, s:i}}", "error", "message", msg, "type",
+                          "server_error", "param", "code", code);
+    char *s = e ? json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+
+    if (s != NULL)
+        gb_buf_printf(&r->out, "data: %s\n\n", s);
+    free(s);
+    json_decref(e);
+}
+
+void gb_upstream_reply_error(struct gb_req *r)
+{
+    const struct gb_keypool *pool = r->w->ctx->pool;
+    json_t *root = NULL, *err;
+    const char *gstatus = NULL;
+    char msg[1024];
+    int status = (int)r->up_status;
+
+    r->error = "upstream error";
+    if (r->up_body.len > 0)
+        root = json_loadb(r->up_body.data, r->up_body.len, 0, NULL);
+    if (json_is_array(root)) {
+        json_t *first = json_incref(json_array_get(root, 0));
+        json_decref(root);
+        root = first;
+    }
+    err = json_object_get(root, "error");
+    gstatus = json_string_value(json_object_get(err, "status"));
+    snprintf(msg, sizeof msg, "%s",
+             json_string_value(json_object_get(err, "message"))
+                 ? json_string_value(json_object_get(err, "message"))
+                 : "upstream error");
+    if (r->has_key)
+        scrub(msg, gb_keypool_key(pool, r->key_idx));
+    if (status < 400 || status > 599)
+        status = 502;
+    gb_req_error(r, status, gstatus, NULL, "%s", msg);
+    json_decref(root);
+}
+
+static void reply_transport_error(struct gb_req *r, CURLcode result)
+{
+    if (result == CURLE_OPERATION_TIMEDOUT) {
+        r->error = "upstream timed out";
+        gb_req_error(r, 504, "upstream_timeout", NULL, "upstream timed out");
+    } else {
+        r->error = "upstream connection failed";
+        gb_req_error(r, 502, "upstream_error", NULL, "upstream request failed: %s",
+                     curl_easy_strerror(result));
+    }
+}
+
+/* Everything after the upstream answered 2xx and relaying began. */
+static void end_relay(struct gb_req *r, CURLcode result)
+{
+    if (result == CURLE_OK && r->error == NULL && !(r->sse_init && gb_sse_parser_pending(&r->sse))) {
+        r->ops->on_stream_end(r);
+    } else if (!r->stream_error_sent) {
+        if (r->error == NULL)
+            r->error = "upstream stream broke off";
+        stream_error_event(r, result == CURLE_OK ? "upstream stream ended early"
+                                                 : "upstream stream broke off",
+                           502);
+    }
+    gb_req_stream_end(r);
+}
+
+static void on_done(void *ud, CURLcode result)
+{
+    struct gb_req *r = ud;
+    struct gb_ctx *ctx = r->w->ctx;
+    struct gb_verdict v;
+    long status = 0;
+
+    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+    r->up_status = status;
+    gb_curlev_easy_put(r->w->curl, r->easy);
+    r->easy = NULL;
+    r->xfer.easy = NULL;
+
+    if (r->reply_started) {
+        gb_keypool_report(ctx->pool, r->key_idx, GB_KEY_OK, 0);
+        end_relay(r, result);
+        return;
+    }
+    gb_policy_classify(result, status, r->up_body.data, r->up_body.len, r->up_retry_after_ms, &v);
+    if (status >= 200 && status < 300 && result != CURLE_OK) {
+        /* cut off after a 2xx head: nothing sent yet, so try again */
+        v.key = GB_KEY_NEUTRAL;
+        v.retry = r->error == NULL;
+        v.backoff = 1;
+    }
+    gb_keypool_report(ctx->pool, r->key_idx, v.key, v.cooldown_ms);
+    if (v.key == GB_KEY_OK && result == CURLE_OK) {
+        if (r->up_stream) {
+            gb_req_set_state(r, GB_REQ_RELAY);
+            gb_req_stream_start(r);
+            end_relay(r, result);
+        } else {
+            gb_req_set_state(r, GB_REQ_RELAY);
+            r->ops->on_body(r);
+        }
+        return;
+    }
+    gb_debug("attempt %d with key %s: status %ld, %s", r->attempts,
+             gb_keypool_key_id(ctx->pool, r->key_idx), status, curl_easy_strerror(result));
+    if (v.retry && r->attempts <= ctx->cfg->max_retries) {
+        if (v.backoff) {
+            struct timeval tv = {0, GB_RETRY_BACKOFF_MS * 1000};
+            if (r->backoff == NULL)
+                r->backoff = evtimer_new(r->w->base, on_backoff, r);
+            if (r->backoff != NULL) {
+                evtimer_add(r->backoff, &tv);
+                return;
+            }
+        }
+        attempt(r);
+        return;
+    }
+    if (status == 0 || (status >= 200 && status < 300))
+        reply_transport_error(r, result == CURLE_OK ? CURLE_RECV_ERROR : result);
+    else
+        gb_upstream_reply_error(r);
+}
+
+static int setup_easy(struct gb_req *r, const char *key)
+{
+    const struct gb_config *cfg = r->w->ctx->cfg;
+    struct curl_slist *h = NULL, *t;
+    char line[GB_KEY_HEADER_MAX];
+    CURL *e = r->easy;
+
+    snprintf(line, sizeof line, "x-goog-api-key: %s", key);
+    h = curl_slist_append(h, line);
+    if (h != NULL && r->up_payload != NULL && (t = curl_slist_append(h, "Content-Type: application/json")))
+        h = t;
+    if (h != NULL && (t = curl_slist_append(h, "Expect:")) != NULL)
+        h = t;
+    if (h == NULL)
+        return GB_ENOMEM;
+    curl_slist_free_all(r->up_headers);
+    r->up_headers = h;
+    curl_easy_setopt(e, CURLOPT_URL, r->up_url);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+    if (r->up_payload != NULL) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->up_payload);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->up_payload_len);
+    } else {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    }
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, cfg->time_out * 1000L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, cfg->connect_timeout * 1000L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    /* only the configured proxy: an http_proxy in the environment must not
+     * capture the upstream traffic (nor loopback tests) */
+    curl_easy_setopt(e, CURLOPT_PROXY, cfg->proxy ? cfg->proxy : "");
+    return 0;
+}
+
+static void attempt(struct gb_req *r)
+{
+    struct gb_ctx *ctx = r->w->ctx;
+    int64_t retry_ms = 0;
+    uint32_t idx;
+    int rc;
+
+    gb_req_set_state(r, GB_REQ_ATTEMPT);
+    rc = gb_keypool_pick(ctx->pool, r->tried, r->ntried, &idx, &retry_ms);
+    if (rc == GB_ENOKEY) {
+        r->error = "no api keys";
+        gb_req_error(r, 503, "no_api_keys", NULL,
+                     "no API keys configured: add them to .env (API_KEYS)");
+        return;
+    }
+    if (rc == GB_EBUSY) {
+        if (r->attempts > 0 && r->up_status >= 400) {
+            gb_upstream_reply_error(r);
+            return;
+        }
+        char secs[24];
+        snprintf(secs, sizeof secs, "%lld", (long long)((retry_ms + 999) / 1000));
+        if (r->ev != NULL)
+            evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Retry-After", secs);
+        r->error = "no usable key";
+        gb_req_error(r, 503, "no_usable_key", NULL,
+                     "no usable API key: all %zu keys are disabled or cooling down; retry in %s s",
+                     gb_keypool_size(ctx->pool), secs);
+        return;
+    }
+    if (r->ntried < GB_REQ_MAX_TRIED)
+        r->tried[r->ntried++] = idx;
+    r->key_idx = idx;
+    r->has_key = 1;
+    r->attempts++;
+    r->up_status = 0;
+    r->up_retry_after_ms = -1;
+    gb_buf_release(&r->up_body);
+    gb_buf_init(&r->up_body, r->up_stream ? GB_UPSTREAM_ERROR_MAX : GB_UPSTREAM_BODY_MAX);
+    r->easy = gb_curlev_easy_get(r->w->curl);
+    if (r->easy == NULL || setup_easy(r, gb_keypool_key(ctx->pool, idx)) < 0 ||
+        gb_curlev_add(r->w->curl, &r->xfer, r->easy, on_done, r) < 0) {
+        gb_curlev_easy_put(r->w->curl, r->easy);
+        r->easy = NULL;
+        r->error = "cannot start upstream request";
+        gb_req_error(r, 500, "internal_error", NULL, "cannot start the upstream request");
+    }
+}
+
+void gb_upstream_start(struct gb_req *r)
+{
+    r->ntried = 0;
+    if (r->hup == NULL && r->evcon != NULL && gb_req_watch_client(r) < 0) {
+        gb_req_error(r, 500, "internal_error", NULL, "out of memory");
+        return;
+    }
+    attempt(r);
+}
