@@ -498,11 +498,8 @@ void gb_config_write_example(FILE *f)
         fprintf(f, "\n# %s", rows[i].help);
         if (rows[i].alias != NULL)
             fprintf(f, " (also read as %s)", rows[i].alias);
-        fprintf(f, "\n%s=", rows[i].name);
-        if (rows[i].type == T_JSON_ARRAY || strchr(rows[i].def, '"') != NULL)
-            fprintf(f, "'%s'\n", rows[i].def);
-        else
-            fprintf(f, "%s\n", rows[i].def);
+        /* unquoted, so that `docker run --env-file` (which keeps quotes) reads it too */
+        fprintf(f, "\n%s=%s\n", rows[i].name, rows[i].def);
     }
 }
 

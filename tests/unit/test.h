@@ -17,25 +17,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Directory of the recorded upstream bodies, relative to the repository
  * root (tests run from there); override with GB_FIXTURES. */
 #define GB_FIXTURES_DEFAULT "../shared/fixtures"
 
-/* Reads a fixture file (e.g. "gemini/stream-text.sse") into a malloc'd,
+/* Reads a file (path relative to the repository root) into a malloc'd,
  * NUL-terminated buffer; fails the test when it cannot. */
-static inline char *gb_test_read_fixture(const char *rel, size_t *len)
+static inline char *gb_test_read_file(const char *path, size_t *len)
 {
-    const char *dir = getenv("GB_FIXTURES");
-    char path[1024];
-    FILE *f;
+    FILE *f = fopen(path, "rb");
     char *data;
     long n;
 
-    snprintf(path, sizeof path, "%s/%s", dir ? dir : GB_FIXTURES_DEFAULT, rel);
-    f = fopen(path, "rb");
     if (f == NULL)
-        fail_msg("cannot open fixture %s", path);
+        fail_msg("cannot open %s", path);
     fseek(f, 0, SEEK_END);
     n = ftell(f);
     fseek(f, 0, SEEK_SET);
@@ -47,6 +44,17 @@ static inline char *gb_test_read_fixture(const char *rel, size_t *len)
     if (len != NULL)
         *len = (size_t)n;
     return data;
+}
+
+/* Reads a fixture file (e.g. "gemini/stream-text.sse") into a malloc'd,
+ * NUL-terminated buffer; fails the test when it cannot. */
+static inline char *gb_test_read_fixture(const char *rel, size_t *len)
+{
+    const char *dir = getenv("GB_FIXTURES");
+    char path[1024];
+
+    snprintf(path, sizeof path, "%s/%s", dir ? dir : GB_FIXTURES_DEFAULT, rel);
+    return gb_test_read_file(path, len);
 }
 
 #endif
