@@ -92,7 +92,8 @@ struct gb_req {
     int paused;            /* upstream read paused for a slow client */
     uint32_t tried[GB_REQ_MAX_TRIED];
     size_t ntried;
-    int attempts;
+    int attempts;          /* all attempts of this request (for the log) */
+    int round_attempts;    /* attempts of the current upstream request (retry budget) */
     uint32_t key_idx;
     int has_key;
     struct event *backoff; /* owned */

@@ -227,7 +227,7 @@ static void on_done(void *ud, CURLcode result)
     }
     gb_debug("attempt %d with key %s: status %ld, %s", r->attempts,
              gb_keypool_key_id(ctx->pool, r->key_idx), status, curl_easy_strerror(result));
-    if (v.retry && r->attempts <= ctx->cfg->max_retries) {
+    if (v.retry && r->round_attempts <= ctx->cfg->max_retries) {
         if (v.backoff) {
             struct timeval tv = {0, GB_RETRY_BACKOFF_MS * 1000};
             if (r->backoff == NULL)
@@ -303,7 +303,7 @@ static void attempt(struct gb_req *r)
         return;
     }
     if (rc == GB_EBUSY) {
-        if (r->attempts > 0 && r->up_status >= 400) {
+        if (r->round_attempts > 0 && r->up_status >= 400) {
             gb_upstream_reply_error(r);
             return;
         }
@@ -322,6 +322,7 @@ static void attempt(struct gb_req *r)
     r->key_idx = idx;
     r->has_key = 1;
     r->attempts++;
+    r->round_attempts++;
     r->up_status = 0;
     r->up_retry_after_ms = -1;
     gb_buf_release(&r->up_body);
@@ -339,6 +340,7 @@ static void attempt(struct gb_req *r)
 void gb_upstream_start(struct gb_req *r)
 {
     r->ntried = 0;
+    r->round_attempts = 0;
     if (r->hup == NULL && r->evcon != NULL && gb_req_watch_client(r) < 0) {
         gb_req_error(r, 500, "internal_error", NULL, "out of memory");
         return;

@@ -1,0 +1,1284 @@
+/*
+ * openai_chat.c - OpenAI chat completions <-> Gemini generateContent.
+ *
+ * The request side checks an OpenAI body field by field and rebuilds it as
+ * a Gemini body; every client mistake becomes a gb_chat_err naming the
+ * parameter, so the gateway can answer 400 without calling upstream.  The
+ * response side turns a Gemini reply (whole, or one SSE event at a time)
+ * into OpenAI's shapes, building objects in OpenAI's key order so the
+ * output reads like the real thing.  Nothing here does I/O or keeps global
+ * state; the stream state lives in the caller's struct gb_chat_stream.
+ *
+ * Sections:
+ *   1. errors and small helpers
+ *   2. request: messages -> contents and systemInstruction
+ *   3. request: tools, tool_choice
+ *   4. request: generationConfig (a table of parameters)
+ *   5. request: entry point
+ *   6. response: parts -> content and tool_calls, usage, finish reasons
+ *   7. response: whole reply
+ *   8. stream
+ */
+#include "api/openai_chat.h"
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+
+/* Largest text we assemble in one piece (joined system prompt, one choice's
+ * content, one tool result), in bytes.  Request bodies are bounded by the
+ * gateway well below this; it only keeps the buffers formally bounded. */
+#define GB_CHAT_TEXT_MAX (64u * 1024 * 1024)
+
+/* Prefix of OpenAI completion ids, left out of generated tool call ids. */
+#define GB_CHAT_ID_PREFIX "chatcmpl-"
+
+/* ---- 1. errors and small helpers ---------------------------------------- */
+
+/* Translation context of one request. */
+struct xl {
+    const struct gb_chat_opts *opts; /* borrowed, may be NULL */
+    struct gb_chat_err *err;         /* where client errors go */
+    char path[48];                   /* "messages[i]": prefix of error params */
+    json_t *contents;                /* Gemini contents, borrowed from the body */
+    struct gb_buf system;            /* system/developer texts joined with "\n" */
+    json_t *call_names;              /* tool call id -> function name, owned */
+    json_t *tool_turn;               /* "user" content collecting tool results, borrowed */
+};
+
+static void copy_str(char *dst, size_t size, const char *src)
+{
+    size_t n = strlen(src);
+
+    if (n >= size)
+        n = size - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+/* Records a client error; param is x->path followed by suffix.  Returns
+ * GB_EINVAL so callers can "return bad(...)". */
+__attribute__((format(printf, 3, 4))) static int bad(struct xl *x, const char *suffix,
+                                                     const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    vsnprintf(x->err->message, sizeof x->err->message, fmt, ap);
+    va_end(ap);
+    n = snprintf(x->err->param, sizeof x->err->param, "%s%s", x->path, suffix);
+    if (n < 0)
+        x->err->param[0] = '\0';
+    return GB_EINVAL;
+}
+
+static int oom(struct xl *x)
+{
+    copy_str(x->err->message, sizeof x->err->message, "out of memory");
+    x->err->param[0] = '\0';
+    return GB_ENOMEM;
+}
+
+/* json_object_set_new / json_array_append_new steal v even when they fail,
+ * so these wrappers only turn the result into a GB_E* code. */
+static int set(struct xl *x, json_t *o, const char *key, json_t *v)
+{
+    return json_object_set_new(o, key, v) < 0 ? oom(x) : 0;
+}
+
+static int push(struct xl *x, json_t *a, json_t *v)
+{
+    return json_array_append_new(a, v) < 0 ? oom(x) : 0;
+}
+
+/* A parameter that is absent or JSON null counts as not sent. */
+static const json_t *get(const json_t *o, const char *key)
+{
+    const json_t *v = json_object_get(o, key);
+
+    return json_is_null(v) ? NULL : v;
+}
+
+static int buf_add_string(struct gb_buf *b, const json_t *s)
+{
+    return gb_buf_append(b, json_string_value(s), json_string_length(s));
+}
+
+/* ---- 2. request: messages -> contents and systemInstruction -------------- */
+
+/* Appends {"text": s} unless s is empty (Gemini rejects empty text parts). */
+static int add_text_part(struct xl *x, json_t *parts, const json_t *s)
+{
+    if (json_string_length(s) == 0)
+        return 0;
+    return push(x, parts, json_pack("{s:s%}", "text", json_string_value(s), json_string_length(s)));
+}
+
+/* {"type":"image_url","image_url":{"url":"data:<mime>;base64,<data>"}}
+ * -> {"inlineData":{"mimeType","data"}}.  Remote URLs need a fetch, which a
+ * pure translator cannot do: they are refused for now. */
+static int add_image_part(struct xl *x, const char *where, const json_t *p, json_t *parts)
+{
+    const json_t *iu = json_object_get(p, "image_url");
+    const char *url, *mime, *comma;
+    size_t mime_len;
+
+    url =
+        json_is_string(iu) ? json_string_value(iu) : json_string_value(json_object_get(iu, "url"));
+    if (url == NULL)
+        return bad(x, where, "image_url.url must be a string");
+    if (strncmp(url, "data:", 5) != 0)
+        return bad(x, where, "unsupported image url: only base64 data: urls are supported");
+    mime = url + 5;
+    comma = strchr(mime, ',');
+    mime_len = strcspn(mime, ";,");
+    if (comma == NULL || mime_len == 0)
+        return bad(x, where, "malformed data url: expected data:<media type>;base64,<data>");
+    if (comma - mime < 7 || memcmp(comma - 7, ";base64", 7) != 0)
+        return bad(x, where, "data url must be base64-encoded");
+    return push(
+        x, parts,
+        json_pack("{s:{s:s%,s:s}}", "inlineData", "mimeType", mime, mime_len, "data", comma + 1));
+}
+
+static int add_content_part(struct xl *x, size_t j, const json_t *p, json_t *parts)
+{
+    char where[48];
+    const char *type;
+
+    snprintf(where, sizeof where, ".content[%zu]", j);
+    if (!json_is_object(p))
+        return bad(x, where, "content part must be an object");
+    type = json_string_value(json_object_get(p, "type"));
+    if (type == NULL)
+        return bad(x, where, "content part type must be a string");
+    if (strcmp(type, "text") == 0) {
+        if (!json_is_string(json_object_get(p, "text")))
+            return bad(x, where, "text content part needs a string text");
+        return add_text_part(x, parts, json_object_get(p, "text"));
+    }
+    if (strcmp(type, "image_url") == 0)
+        return add_image_part(x, where, p, parts);
+    return bad(x, where, "unsupported content part type: %s", type);
+}
+
+/* User/assistant content: a string, an array of parts, or null. */
+static int add_content(struct xl *x, const json_t *content, json_t *parts)
+{
+    const json_t *p;
+    size_t j;
+    int rc;
+
+    if (content == NULL)
+        return 0;
+    if (json_is_string(content))
+        return add_text_part(x, parts, content);
+    if (!json_is_array(content))
+        return bad(x, ".content", "content must be a string, an array of content parts or null");
+    json_array_foreach(content, j, p)
+    {
+        rc = add_content_part(x, j, p, parts);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int is_text_part(const json_t *p)
+{
+    const char *type = json_string_value(json_object_get(p, "type"));
+
+    return type != NULL && strcmp(type, "text") == 0 && json_is_string(json_object_get(p, "text"));
+}
+
+/* Appends the text of a string or text-parts content to b, each piece
+ * preceded by sep when b is not empty. */
+static int collect_text(struct xl *x, const json_t *content, const char *sep, struct gb_buf *b)
+{
+    const json_t *p;
+    char where[48];
+    size_t j;
+
+    if (content == NULL)
+        return 0;
+    if (json_is_string(content)) {
+        if ((b->len > 0 && gb_buf_puts(b, sep) < 0) || buf_add_string(b, content) < 0)
+            return oom(x);
+        return 0;
+    }
+    if (!json_is_array(content))
+        return bad(x, ".content", "content must be a string, an array of text parts or null");
+    json_array_foreach(content, j, p)
+    {
+        snprintf(where, sizeof where, ".content[%zu]", j);
+        if (!is_text_part(p))
+            return bad(x, where, "only text content parts are supported in this message");
+        if ((b->len > 0 && gb_buf_puts(b, sep) < 0) ||
+            buf_add_string(b, json_object_get(p, "text")) < 0)
+            return oom(x);
+    }
+    return 0;
+}
+
+/* Appends {"role": role, "parts": parts} to contents, or drops parts when
+ * empty (Gemini refuses a content without parts). */
+static int add_turn(struct xl *x, const char *role, json_t *parts)
+{
+    if (json_array_size(parts) == 0) {
+        json_decref(parts);
+        return 0;
+    }
+    return push(x, x->contents, json_pack("{s:s,s:o}", "role", role, "parts", parts));
+}
+
+static int on_system(struct xl *x, const json_t *m)
+{
+    return collect_text(x, get(m, "content"), "\n", &x->system);
+}
+
+static int on_user(struct xl *x, const json_t *m)
+{
+    json_t *parts = json_array();
+    int rc;
+
+    if (parts == NULL)
+        return oom(x);
+    rc = add_content(x, get(m, "content"), parts);
+    if (rc < 0) {
+        json_decref(parts);
+        return rc;
+    }
+    return add_turn(x, "user", parts);
+}
+
+/* One assistant tool call -> {"functionCall":{"name","args"}}; remembers
+ * id -> name for the tool results that follow. */
+static int add_tool_call(struct xl *x, size_t k, const json_t *tc, json_t *parts)
+{
+    char where[64];
+    const json_t *fn = json_object_get(tc, "function");
+    const char *name = json_string_value(json_object_get(fn, "name"));
+    const char *id = json_string_value(json_object_get(tc, "id"));
+    const json_t *args_s = get(fn, "arguments");
+    json_t *args;
+
+    snprintf(where, sizeof where, ".tool_calls[%zu]", k);
+    if (!json_is_object(tc) || !json_is_object(fn) || name == NULL || name[0] == '\0')
+        return bad(x, where, "tool call needs a function with a non-empty name");
+    if (args_s != NULL && !json_is_string(args_s))
+        return bad(x, where, "tool call arguments must be a json string");
+    if (args_s == NULL || json_string_length(args_s) == 0)
+        args = json_object();
+    else
+        args = json_loadb(json_string_value(args_s), json_string_length(args_s), 0, NULL);
+    if (!json_is_object(args)) {
+        json_decref(args);
+        return bad(x, where, "tool call arguments must encode a json object");
+    }
+    if (id != NULL && set(x, x->call_names, id, json_string(name)) < 0) {
+        json_decref(args);
+        return GB_ENOMEM;
+    }
+    return push(x, parts, json_pack("{s:{s:s,s:o}}", "functionCall", "name", name, "args", args));
+}
+
+static int on_assistant(struct xl *x, const json_t *m)
+{
+    const json_t *tcs = get(m, "tool_calls"), *tc;
+    json_t *parts = json_array();
+    size_t k;
+    int rc;
+
+    if (parts == NULL)
+        return oom(x);
+    rc = add_content(x, get(m, "content"), parts);
+    if (rc == 0 && tcs != NULL && !json_is_array(tcs))
+        rc = bad(x, ".tool_calls", "tool_calls must be an array");
+    json_array_foreach(tcs, k, tc)
+    {
+        if (rc < 0)
+            break;
+        rc = add_tool_call(x, k, tc, parts);
+    }
+    if (rc < 0) {
+        json_decref(parts);
+        return rc;
+    }
+    return add_turn(x, "model", parts);
+}
+
+/* Tool result text -> the functionResponse "response": a JSON object as it
+ * is, anything else wrapped as {"result": text}. */
+static json_t *tool_response(const struct gb_buf *text)
+{
+    json_t *v = NULL;
+
+    if (text->len > 0)
+        v = json_loadb(text->data, text->len, 0, NULL);
+    if (json_is_object(v))
+        return v;
+    json_decref(v);
+    return json_pack("{s:s%}", "result", text->len ? text->data : "", text->len);
+}
+
+/* Adds the result to the current tool turn, opening one when the previous
+ * message was not a tool result: consecutive results share one "user" turn. */
+static int add_tool_result(struct xl *x, const char *name, json_t *response)
+{
+    json_t *part =
+        json_pack("{s:{s:s,s:o}}", "functionResponse", "name", name, "response", response);
+
+    if (part == NULL)
+        return oom(x);
+    if (x->tool_turn == NULL) {
+        x->tool_turn = json_pack("{s:s,s:[]}", "role", "user", "parts");
+        if (push(x, x->contents, x->tool_turn) < 0) {
+            x->tool_turn = NULL;
+            json_decref(part);
+            return GB_ENOMEM;
+        }
+    }
+    return push(x, json_object_get(x->tool_turn, "parts"), part);
+}
+
+static int on_tool(struct xl *x, const json_t *m)
+{
+    const char *id = json_string_value(json_object_get(m, "tool_call_id"));
+    const char *name;
+    struct gb_buf text;
+    json_t *response;
+    int rc;
+
+    if (id == NULL)
+        return bad(x, ".tool_call_id", "tool message needs a string tool_call_id");
+    name = json_string_value(json_object_get(x->call_names, id));
+    if (name == NULL)
+        name = json_string_value(json_object_get(m, "name"));
+    if (name == NULL)
+        return bad(x, ".tool_call_id", "no earlier assistant tool call has id %s", id);
+    gb_buf_init(&text, GB_CHAT_TEXT_MAX);
+    rc = collect_text(x, get(m, "content"), "", &text);
+    if (rc == 0) {
+        response = tool_response(&text);
+        rc = response ? add_tool_result(x, name, response) : oom(x);
+    }
+    gb_buf_release(&text);
+    return rc;
+}
+
+typedef int (*role_cb)(struct xl *x, const json_t *m);
+
+static const struct {
+    const char *role;
+    role_cb fn;
+} roles[] = {
+    {"system", on_system},       {"developer", on_system}, {"user", on_user},
+    {"assistant", on_assistant}, {"tool", on_tool},
+};
+
+static int add_message(struct xl *x, const json_t *m)
+{
+    const char *role;
+    size_t i;
+
+    if (!json_is_object(m))
+        return bad(x, "", "message must be an object");
+    role = json_string_value(json_object_get(m, "role"));
+    if (role == NULL)
+        return bad(x, ".role", "message role must be a string");
+    if (strcmp(role, "tool") != 0)
+        x->tool_turn = NULL;
+    for (i = 0; i < sizeof roles / sizeof roles[0]; i++) {
+        if (strcmp(role, roles[i].role) == 0)
+            return roles[i].fn(x, m);
+    }
+    return bad(x, ".role", "unknown message role: %s", role);
+}
+
+/* systemInstruction from the joined system texts.  A conversation made of
+ * system messages only is sent as one user turn instead: Gemini needs at
+ * least one content. */
+static int add_system(struct xl *x, json_t *body)
+{
+    json_t *parts;
+
+    if (json_array_size(x->contents) == 0 && x->system.len == 0) {
+        x->path[0] = '\0';
+        return bad(x, "messages", "messages must contain at least one message with content");
+    }
+    if (x->system.len == 0)
+        return 0;
+    parts = json_pack("[{s:s%}]", "text", x->system.data, x->system.len);
+    if (parts == NULL)
+        return oom(x);
+    if (json_array_size(x->contents) == 0)
+        return push(x, x->contents, json_pack("{s:s,s:o}", "role", "user", "parts", parts));
+    return set(x, body, "systemInstruction", json_pack("{s:o}", "parts", parts));
+}
+
+static int add_messages(struct xl *x, const json_t *oai, json_t *body)
+{
+    const json_t *msgs = get(oai, "messages"), *m;
+    size_t i;
+    int rc;
+
+    if (!json_is_array(msgs) || json_array_size(msgs) == 0)
+        return bad(x, "messages", "messages must be a non-empty array");
+    json_array_foreach(msgs, i, m)
+    {
+        snprintf(x->path, sizeof x->path, "messages[%zu]", i);
+        rc = add_message(x, m);
+        if (rc < 0)
+            return rc;
+    }
+    x->path[0] = '\0';
+    return add_system(x, body);
+}
+
+/* ---- 3. request: tools, tool_choice ------------------------------------- */
+
+/* {"type":"function","function":{name, description, parameters}} ->
+ * {name, description, parametersJsonSchema}.  parametersJsonSchema takes
+ * OpenAI's JSON Schema as it is ("parameters" wants Google's OpenAPI subset
+ * and refuses additionalProperties, $schema, ...). */
+static int add_function_decl(struct xl *x, size_t i, const json_t *t, json_t *decls)
+{
+    char where[32];
+    const json_t *fn = json_object_get(t, "function");
+    const char *type = json_string_value(json_object_get(t, "type"));
+    const json_t *desc = get(fn, "description"), *params = get(fn, "parameters");
+    const char *name = json_string_value(json_object_get(fn, "name"));
+    json_t *decl;
+
+    snprintf(where, sizeof where, "tools[%zu]", i);
+    if (type == NULL || strcmp(type, "function") != 0)
+        return bad(x, where, "unsupported tool type: %s", type ? type : "(none)");
+    if (!json_is_object(fn) || name == NULL || name[0] == '\0')
+        return bad(x, where, "function tool needs a non-empty function.name");
+    if ((desc != NULL && !json_is_string(desc)) || (params != NULL && !json_is_object(params)))
+        return bad(x, where, "function description must be a string and parameters an object");
+    decl = json_pack("{s:s}", "name", name);
+    if (decl == NULL)
+        return oom(x);
+    if (desc != NULL && set(x, decl, "description", json_deep_copy(desc)) < 0)
+        goto fail;
+    if (params != NULL && set(x, decl, "parametersJsonSchema", json_deep_copy(params)) < 0)
+        goto fail;
+    return push(x, decls, decl);
+fail:
+    json_decref(decl);
+    return GB_ENOMEM;
+}
+
+static int add_function_tools(struct xl *x, const json_t *oai, json_t *tools)
+{
+    const json_t *list = get(oai, "tools"), *t;
+    json_t *decls;
+    size_t i;
+    int rc = 0;
+
+    if (list == NULL)
+        return 0;
+    if (!json_is_array(list))
+        return bad(x, "tools", "tools must be an array");
+    decls = json_array();
+    if (decls == NULL)
+        return oom(x);
+    json_array_foreach(list, i, t)
+    {
+        rc = add_function_decl(x, i, t, decls);
+        if (rc < 0)
+            break;
+    }
+    if (rc < 0 || json_array_size(decls) == 0) {
+        json_decref(decls);
+        return rc;
+    }
+    return push(x, tools, json_pack("{s:o}", "functionDeclarations", decls));
+}
+
+static int add_tools(struct xl *x, const json_t *oai, const struct gb_chat_req *out, json_t *body)
+{
+    json_t *tools = json_array();
+    int rc;
+
+    if (tools == NULL)
+        return oom(x);
+    rc = add_function_tools(x, oai, tools);
+    if (rc == 0 && out->search)
+        rc = push(x, tools, json_pack("{s:{}}", "googleSearch"));
+    if (rc == 0 && x->opts != NULL && x->opts->code_execution)
+        rc = push(x, tools, json_pack("{s:{}}", "codeExecution"));
+    if (rc < 0 || json_array_size(tools) == 0) {
+        json_decref(tools);
+        return rc;
+    }
+    return set(x, body, "tools", tools);
+}
+
+static const struct {
+    const char *openai;
+    const char *mode;
+} tool_modes[] = {{"none", "NONE"}, {"auto", "AUTO"}, {"required", "ANY"}};
+
+/* tool_choice -> toolConfig.functionCallingConfig: "none"/"auto"/"required"
+ * -> NONE/AUTO/ANY, {"type":"function","function":{"name":N}} -> ANY limited
+ * to N. */
+static int add_tool_choice(struct xl *x, const json_t *oai, json_t *body)
+{
+    const json_t *tc = get(oai, "tool_choice");
+    const char *s = json_string_value(tc), *name;
+    size_t i;
+
+    if (tc == NULL)
+        return 0;
+    for (i = 0; s != NULL && i < sizeof tool_modes / sizeof tool_modes[0]; i++) {
+        if (strcmp(s, tool_modes[i].openai) == 0)
+            return set(x, body, "toolConfig",
+                       json_pack("{s:{s:s}}", "functionCallingConfig", "mode", tool_modes[i].mode));
+    }
+    name = json_string_value(json_object_get(json_object_get(tc, "function"), "name"));
+    if (name == NULL)
+        return bad(x, "tool_choice",
+                   "tool_choice must be none, auto, required or {\"type\":\"function\",...}");
+    return set(x, body, "toolConfig",
+               json_pack("{s:{s:s,s:[s]}}", "functionCallingConfig", "mode", "ANY",
+                         "allowedFunctionNames", name));
+}
+
+/* ---- 4. request: generationConfig --------------------------------------- */
+
+enum gen_kind {
+    GEN_NUMBER,  /* any JSON number within [min, max] */
+    GEN_INTEGER, /* JSON integer within [min, max] */
+    GEN_STOP     /* string or array of strings -> array */
+};
+
+/* One OpenAI sampling parameter and where it goes.  Rows are applied in
+ * order, so a later row for the same Gemini key wins. */
+struct gen_param {
+    const char *openai; /* OpenAI name, also the error param */
+    const char *gemini; /* generationConfig key */
+    enum gen_kind kind;
+    double min, max;   /* inclusive range (numbers and integers) */
+    const char *range; /* how the range reads in an error message */
+};
+
+static const struct gen_param gen_params[] = {
+    {"temperature", "temperature", GEN_NUMBER, 0, 2, "between 0 and 2"},
+    {"top_p", "topP", GEN_NUMBER, 0, 1, "between 0 and 1"},
+    {"max_tokens", "maxOutputTokens", GEN_INTEGER, 1, INT_MAX, "at least 1"},
+    {"max_completion_tokens", "maxOutputTokens", GEN_INTEGER, 1, INT_MAX, "at least 1"},
+    {"stop", "stopSequences", GEN_STOP, 0, 0, NULL},
+    {"n", "candidateCount", GEN_INTEGER, 1, GB_CHAT_MAX_CHOICES, "between 1 and 8"},
+    {"presence_penalty", "presencePenalty", GEN_NUMBER, -2, 2, "between -2 and 2"},
+    {"frequency_penalty", "frequencyPenalty", GEN_NUMBER, -2, 2, "between -2 and 2"},
+    {"seed", "seed", GEN_INTEGER, INT_MIN, INT_MAX, "a 32-bit integer"},
+};
+
+static int stop_sequences(struct xl *x, const json_t *v, json_t **res)
+{
+    const json_t *s;
+    size_t i;
+
+    if (json_is_string(v)) {
+        *res = json_pack("[O]", v);
+        return *res ? 0 : oom(x);
+    }
+    if (!json_is_array(v))
+        return bad(x, "stop", "stop must be a string or an array of strings");
+    json_array_foreach(v, i, s)
+    {
+        if (!json_is_string(s))
+            return bad(x, "stop", "stop must be a string or an array of strings");
+    }
+    *res = json_deep_copy(v);
+    return *res ? 0 : oom(x);
+}
+
+/* Checks one present parameter; *res gets the Gemini value. */
+static int gen_value(struct xl *x, const struct gen_param *p, const json_t *v, json_t **res)
+{
+    double d;
+
+    if (p->kind == GEN_STOP)
+        return stop_sequences(x, v, res);
+    if (p->kind == GEN_INTEGER && !json_is_integer(v))
+        return bad(x, p->openai, "%s must be an integer", p->openai);
+    if (!json_is_number(v))
+        return bad(x, p->openai, "%s must be a number", p->openai);
+    d = json_number_value(v);
+    if (d < p->min || d > p->max)
+        return bad(x, p->openai, "%s must be %s", p->openai, p->range);
+    *res = json_deep_copy(v);
+    return *res ? 0 : oom(x);
+}
+
+/* response_format: json_object -> JSON mime type; json_schema -> also
+ * responseJsonSchema (plain JSON Schema, like parametersJsonSchema). */
+static int add_response_format(struct xl *x, const json_t *oai, json_t *gc)
+{
+    const json_t *rf = get(oai, "response_format");
+    const char *type = json_string_value(json_object_get(rf, "type"));
+    const json_t *schema;
+
+    if (rf == NULL || (type != NULL && strcmp(type, "text") == 0))
+        return 0;
+    if (type == NULL || (strcmp(type, "json_object") != 0 && strcmp(type, "json_schema") != 0))
+        return bad(x, "response_format",
+                   "response_format type must be text, json_object or json_schema");
+    if (set(x, gc, "responseMimeType", json_string("application/json")) < 0)
+        return GB_ENOMEM;
+    if (strcmp(type, "json_object") == 0)
+        return 0;
+    schema = json_object_get(json_object_get(rf, "json_schema"), "schema");
+    if (!json_is_object(schema))
+        return bad(x, "response_format", "response_format json_schema needs a schema object");
+    return set(x, gc, "responseJsonSchema", json_deep_copy(schema));
+}
+
+static int add_generation_config(struct xl *x, const json_t *oai, struct gb_chat_req *out,
+                                 json_t *body)
+{
+    json_t *gc = json_object(), *v = NULL;
+    size_t i;
+    int rc = gc ? 0 : oom(x);
+
+    for (i = 0; rc == 0 && i < sizeof gen_params / sizeof gen_params[0]; i++) {
+        const json_t *in = get(oai, gen_params[i].openai);
+
+        if (in == NULL)
+            continue;
+        rc = gen_value(x, &gen_params[i], in, &v);
+        if (rc == 0)
+            rc = set(x, gc, gen_params[i].gemini, v);
+        if (rc == 0 && strcmp(gen_params[i].openai, "n") == 0)
+            out->n = (int)json_integer_value(in);
+    }
+    if (rc == 0)
+        rc = add_response_format(x, oai, gc);
+    if (rc < 0 || json_object_size(gc) == 0) {
+        json_decref(gc);
+        return rc;
+    }
+    return set(x, body, "generationConfig", gc);
+}
+
+/* ---- 5. request: entry point -------------------------------------------- */
+
+static int parse_model(struct xl *x, const json_t *oai, struct gb_chat_req *out)
+{
+    const json_t *m = get(oai, "model");
+    size_t len = json_string_length(m), sfx = strlen(GB_SEARCH_SUFFIX);
+
+    if (!json_is_string(m) || len == 0)
+        return bad(x, "model", "model must be a non-empty string");
+    if (len > GB_MODEL_NAME_MAX || strlen(json_string_value(m)) != len)
+        return bad(x, "model", "model name must be at most %d bytes", GB_MODEL_NAME_MAX);
+    copy_str(out->client_model, sizeof out->client_model, json_string_value(m));
+    copy_str(out->model, sizeof out->model, out->client_model);
+    if (len > sfx && strcmp(out->model + len - sfx, GB_SEARCH_SUFFIX) == 0) {
+        out->model[len - sfx] = '\0';
+        out->search = 1;
+    }
+    return 0;
+}
+
+static int parse_stream(struct xl *x, const json_t *oai, struct gb_chat_req *out)
+{
+    const json_t *st = get(oai, "stream"), *so = get(oai, "stream_options"), *iu;
+
+    if (st != NULL && !json_is_boolean(st))
+        return bad(x, "stream", "stream must be a boolean");
+    if (so != NULL && !json_is_object(so))
+        return bad(x, "stream_options", "stream_options must be an object");
+    iu = get(so, "include_usage");
+    if (iu != NULL && !json_is_boolean(iu))
+        return bad(x, "stream_options.include_usage", "include_usage must be a boolean");
+    out->stream = json_is_true(st);
+    out->include_usage = json_is_true(iu);
+    return 0;
+}
+
+static int add_safety(struct xl *x, json_t *body)
+{
+    const json_t *ss = x->opts ? x->opts->safety_settings : NULL;
+
+    if (!json_is_array(ss))
+        return 0;
+    return set(x, body, "safetySettings", json_deep_copy(ss));
+}
+
+json_t *gb_chat_request_to_gemini(const json_t *oai, const struct gb_chat_opts *opts,
+                                  struct gb_chat_req *out, struct gb_chat_err *err)
+{
+    struct xl x = {.opts = opts, .err = err};
+    json_t *body = NULL;
+
+    err->message[0] = '\0';
+    err->param[0] = '\0';
+    memset(out, 0, sizeof *out);
+    out->n = 1;
+    gb_buf_init(&x.system, GB_CHAT_TEXT_MAX);
+    x.call_names = json_object();
+    body = json_object();
+    x.contents = json_array();
+    if (json_object_set_new(body, "contents", x.contents) < 0 || x.call_names == NULL) {
+        oom(&x);
+        goto fail;
+    }
+    if (!json_is_object(oai)) {
+        bad(&x, "", "request body must be a json object");
+        goto fail;
+    }
+    if (parse_model(&x, oai, out) < 0 || parse_stream(&x, oai, out) < 0 ||
+        add_messages(&x, oai, body) < 0 || add_tools(&x, oai, out, body) < 0 ||
+        add_tool_choice(&x, oai, body) < 0 || add_generation_config(&x, oai, out, body) < 0 ||
+        add_safety(&x, body) < 0)
+        goto fail;
+    gb_buf_release(&x.system);
+    json_decref(x.call_names);
+    return body;
+fail:
+    json_decref(body);
+    gb_buf_release(&x.system);
+    json_decref(x.call_names);
+    return NULL;
+}
+
+/* ---- 6. response: parts, usage, finish reasons -------------------------- */
+
+static const struct {
+    const char *gemini;
+    const char *openai;
+} finish_reasons[] = {
+    {"STOP", "stop"},
+    {"MAX_TOKENS", "length"},
+    {"SAFETY", "content_filter"},
+    {"RECITATION", "content_filter"},
+    {"BLOCKLIST", "content_filter"},
+    {"PROHIBITED_CONTENT", "content_filter"},
+    {"SPII", "content_filter"},
+    {"IMAGE_SAFETY", "content_filter"},
+};
+
+const char *gb_chat_finish_reason(const char *gemini_reason)
+{
+    size_t i;
+
+    if (gemini_reason == NULL)
+        return NULL;
+    for (i = 0; i < sizeof finish_reasons / sizeof finish_reasons[0]; i++) {
+        if (strcmp(gemini_reason, finish_reasons[i].gemini) == 0)
+            return finish_reasons[i].openai;
+    }
+    return "stop";
+}
+
+/* finish_reason of a choice: "tool_calls" replaces a plain "stop" when the
+ * choice called tools; JSON null when Gemini gave no reason. */
+static json_t *finish_json(const char *gemini_reason, int has_tool_calls)
+{
+    const char *r = gb_chat_finish_reason(gemini_reason);
+
+    if (r == NULL)
+        return json_null();
+    if (has_tool_calls && strcmp(r, "stop") == 0)
+        r = "tool_calls";
+    return json_string(r);
+}
+
+static json_int_t count(const json_t *um, const char *key)
+{
+    return json_integer_value(json_object_get(um, key));
+}
+
+/* OpenAI usage from usageMetadata; um may be NULL (all counts 0). */
+static json_t *usage_new(const json_t *um)
+{
+    json_int_t prompt = count(um, "promptTokenCount");
+    json_int_t thoughts = count(um, "thoughtsTokenCount");
+    json_int_t completion = count(um, "candidatesTokenCount") + thoughts;
+    json_int_t total = count(um, "totalTokenCount");
+    json_t *u;
+
+    if (!json_is_integer(json_object_get(um, "totalTokenCount")))
+        total = prompt + completion;
+    u = json_pack("{s:I,s:I,s:I}", "prompt_tokens", prompt, "completion_tokens", completion,
+                  "total_tokens", total);
+    if (u != NULL && json_is_integer(json_object_get(um, "cachedContentTokenCount")) &&
+        json_object_set_new(
+            u, "prompt_tokens_details",
+            json_pack("{s:I}", "cached_tokens", count(um, "cachedContentTokenCount"))) < 0)
+        goto fail;
+    if (u != NULL && json_is_integer(json_object_get(um, "thoughtsTokenCount")) &&
+        json_object_set_new(u, "completion_tokens_details",
+                            json_pack("{s:I}", "reasoning_tokens", thoughts)) < 0)
+        goto fail;
+    return u;
+fail:
+    json_decref(u);
+    return NULL;
+}
+
+json_t *gb_chat_usage_from_gemini(const json_t *usage_metadata)
+{
+    return usage_metadata ? usage_new(usage_metadata) : NULL;
+}
+
+/* What one candidate's parts add up to. */
+struct cand {
+    struct gb_buf text; /* content: non-thought text and code blocks */
+    json_t *tool_calls; /* OpenAI tool_calls, owned; empty when none */
+};
+
+/* Tool call id: Gemini's functionCall.id when it has one, else derived from
+ * the completion id, choice and call number (unique within the reply). */
+static json_t *tool_call_id(const json_t *fc, const char *id, json_int_t choice, int k)
+{
+    const char *fid = json_string_value(json_object_get(fc, "id"));
+    char buf[160];
+    size_t plen = strlen(GB_CHAT_ID_PREFIX);
+
+    if (fid != NULL && fid[0] != '\0')
+        return json_string(fid);
+    if (strncmp(id, GB_CHAT_ID_PREFIX, plen) == 0)
+        id += plen;
+    snprintf(buf, sizeof buf, "call_%.100s_%lld_%d", id, (long long)choice, k);
+    return json_string(buf);
+}
+
+/* functionCall -> {["index",] "id", "type", "function":{"name","arguments"}};
+ * index (the call's position in the choice) is only used by stream deltas. */
+static json_t *tool_call_new(const json_t *fc, const char *id, json_int_t choice, int k,
+                             int with_index)
+{
+    const json_t *args = json_object_get(fc, "args");
+    const char *name = json_string_value(json_object_get(fc, "name"));
+    char *args_s = args ? json_dumps(args, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    json_t *tc = json_object();
+    int rc = tc ? 0 : -1;
+
+    if (with_index)
+        rc |= json_object_set_new(tc, "index", json_integer(k));
+    rc |= json_object_set_new(tc, "id", tool_call_id(fc, id, choice, k));
+    rc |= json_object_set_new(tc, "type", json_string("function"));
+    rc |= json_object_set_new(
+        tc, "function",
+        json_pack("{s:s,s:s}", "name", name ? name : "", "arguments", args_s ? args_s : "{}"));
+    free(args_s);
+    if (rc < 0) {
+        json_decref(tc);
+        return NULL;
+    }
+    return tc;
+}
+
+/* executableCode / codeExecutionResult parts rendered as markdown blocks,
+ * so code execution shows up in plain chat clients. */
+static int add_code_part(struct gb_buf *b, const json_t *part)
+{
+    const json_t *ec = json_object_get(part, "executableCode");
+    const json_t *cr = json_object_get(part, "codeExecutionResult");
+    const char *lang = json_string_value(json_object_get(ec, "language"));
+    const char *s;
+
+    if (ec != NULL) {
+        s = json_string_value(json_object_get(ec, "code"));
+        return gb_buf_printf(b, "\n```%s\n%s\n```\n",
+                             lang && strcmp(lang, "PYTHON") == 0 ? "python" : "", s ? s : "");
+    }
+    s = json_string_value(json_object_get(cr, "output"));
+    if (cr != NULL && s != NULL)
+        return gb_buf_printf(b, "\n```output\n%s\n```\n", s);
+    return 0;
+}
+
+static int cand_part(struct cand *c, const json_t *part, const char *id, json_int_t choice,
+                     int first_tool, int with_index)
+{
+    const json_t *text = json_object_get(part, "text");
+    const json_t *fc = json_object_get(part, "functionCall");
+    int k = first_tool + (int)json_array_size(c->tool_calls);
+
+    if (json_is_true(json_object_get(part, "thought")))
+        return 0;
+    if (json_is_string(text))
+        return buf_add_string(&c->text, text);
+    if (json_is_object(fc)) {
+        if (json_array_append_new(c->tool_calls, tool_call_new(fc, id, choice, k, with_index)) < 0)
+            return GB_ENOMEM;
+        return 0;
+    }
+    return add_code_part(&c->text, part);
+}
+
+/* Collects a candidate's parts.  Tool calls are numbered from first_tool
+ * (calls already sent on this choice, for streams).  Release with
+ * cand_release even on failure. */
+static int cand_collect(struct cand *c, const json_t *cand, const char *id, json_int_t choice,
+                        int first_tool, int with_index)
+{
+    const json_t *parts = json_object_get(json_object_get(cand, "content"), "parts"), *p;
+    size_t i;
+    int rc;
+
+    gb_buf_init(&c->text, GB_CHAT_TEXT_MAX);
+    c->tool_calls = json_array();
+    if (c->tool_calls == NULL)
+        return GB_ENOMEM;
+    json_array_foreach(parts, i, p)
+    {
+        rc = cand_part(c, p, id, choice, first_tool, with_index);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static void cand_release(struct cand *c)
+{
+    gb_buf_release(&c->text);
+    json_decref(c->tool_calls);
+    c->tool_calls = NULL;
+}
+
+/* Adds the web sources of groundingMetadata.groundingChunks to list
+ * ([{"uri","title"}], deduplicated by uri). */
+static int sources_add(json_t *list, const json_t *cand)
+{
+    const json_t *gm = json_object_get(cand, "groundingMetadata");
+    const json_t *chunks = json_object_get(gm, "groundingChunks"), *ch, *seen;
+    size_t i, j;
+
+    json_array_foreach(chunks, i, ch)
+    {
+        const json_t *web = json_object_get(ch, "web");
+        const char *uri = json_string_value(json_object_get(web, "uri"));
+        const char *title = json_string_value(json_object_get(web, "title"));
+        int dup = 0;
+
+        if (uri == NULL)
+            continue;
+        json_array_foreach(list, j, seen)
+        {
+            dup |= strcmp(json_string_value(json_object_get(seen, "uri")), uri) == 0;
+        }
+        if (!dup && json_array_append_new(
+                        list, json_pack("{s:s,s:s}", "uri", uri, "title", title ? title : uri)) < 0)
+            return GB_ENOMEM;
+    }
+    return 0;
+}
+
+/* Appends "\n\n**Sources:**\n- [title](uri)\n..." when list has sources. */
+static int sources_render(struct gb_buf *b, const json_t *list)
+{
+    const json_t *s;
+    size_t i;
+    int rc;
+
+    if (json_array_size(list) == 0)
+        return 0;
+    rc = gb_buf_puts(b, "\n\n**Sources:**\n");
+    json_array_foreach(list, i, s)
+    {
+        if (rc == 0)
+            rc = gb_buf_printf(b, "- [%s](%s)\n", json_string_value(json_object_get(s, "title")),
+                               json_string_value(json_object_get(s, "uri")));
+    }
+    return rc;
+}
+
+static json_t *text_or_null(const struct gb_buf *b)
+{
+    return b->len ? json_stringn(b->data, b->len) : json_null();
+}
+
+/* ---- 7. response: whole reply ------------------------------------------- */
+
+static json_t *choice_new(json_int_t index, json_t *content, json_t *tool_calls, json_t *finish)
+{
+    json_t *msg = json_pack("{s:s,s:o}", "role", "assistant", "content", content);
+
+    if (msg != NULL && json_array_size(tool_calls) > 0)
+        json_object_set(msg, "tool_calls", tool_calls);
+    return json_pack("{s:I,s:o,s:n,s:o}", "index", index, "message", msg, "logprobs",
+                     "finish_reason", finish);
+}
+
+static json_t *choice_from_candidate(const json_t *cand, size_t pos, const char *id,
+                                     const struct gb_chat_opts *opts)
+{
+    const json_t *ix = json_object_get(cand, "index");
+    json_int_t index = json_is_integer(ix) ? json_integer_value(ix) : (json_int_t)pos;
+    const char *reason = json_string_value(json_object_get(cand, "finishReason"));
+    struct cand c;
+    json_t *sources = NULL, *choice = NULL;
+    int rc;
+
+    rc = cand_collect(&c, cand, id, index, 0, 0);
+    if (rc == 0 && opts != NULL && opts->show_search_link) {
+        sources = json_array();
+        rc = sources ? sources_add(sources, cand) : GB_ENOMEM;
+        if (rc == 0)
+            rc = sources_render(&c.text, sources);
+    }
+    if (rc == 0)
+        choice = choice_new(index, text_or_null(&c.text), c.tool_calls,
+                            finish_json(reason, json_array_size(c.tool_calls) > 0));
+    json_decref(sources);
+    cand_release(&c);
+    return choice;
+}
+
+/* No candidates: the prompt was blocked (promptFeedback.blockReason); the
+ * client still gets one choice, empty and filtered. */
+static json_t *blocked_choice(const json_t *gem)
+{
+    const json_t *pf = json_object_get(gem, "promptFeedback");
+    int blocked = json_is_string(json_object_get(pf, "blockReason"));
+
+    return choice_new(0, json_null(), NULL, json_string(blocked ? "content_filter" : "stop"));
+}
+
+static json_t *choices_new(const json_t *gem, const char *id, const struct gb_chat_opts *opts)
+{
+    const json_t *cands = json_object_get(gem, "candidates"), *cand;
+    json_t *choices = json_array();
+    size_t i;
+
+    if (choices == NULL)
+        return NULL;
+    json_array_foreach(cands, i, cand)
+    {
+        if (json_array_append_new(choices, choice_from_candidate(cand, i, id, opts)) < 0)
+            goto fail;
+    }
+    if (json_array_size(choices) == 0 && json_array_append_new(choices, blocked_choice(gem)) < 0)
+        goto fail;
+    return choices;
+fail:
+    json_decref(choices);
+    return NULL;
+}
+
+json_t *gb_chat_response_from_gemini(const json_t *gem, const struct gb_chat_req *req,
+                                     const struct gb_chat_opts *opts, const char *id,
+                                     long long created)
+{
+    return json_pack("{s:s,s:s,s:I,s:s,s:o,s:o}", "id", id, "object", "chat.completion", "created",
+                     (json_int_t)created, "model", req->client_model, "choices",
+                     choices_new(gem, id, opts), "usage",
+                     usage_new(json_object_get(gem, "usageMetadata")));
+}
+
+/* ---- 8. stream ---------------------------------------------------------- */
+
+void gb_chat_stream_init(struct gb_chat_stream *s, const struct gb_chat_req *req,
+                         const struct gb_chat_opts *opts, const char *id, long long created)
+{
+    memset(s, 0, sizeof *s);
+    copy_str(s->id, sizeof s->id, id);
+    copy_str(s->model, sizeof s->model, req->client_model);
+    s->created = created;
+    s->include_usage = req->include_usage;
+    s->show_search_link = opts != NULL && opts->show_search_link;
+    s->n = req->n;
+}
+
+void gb_chat_stream_release(struct gb_chat_stream *s)
+{
+    json_decref(s->usage);
+    json_decref(s->grounding);
+    s->usage = NULL;
+    s->grounding = NULL;
+}
+
+/* Writes "data: <compact json>\n\n" and drops the chunk.  json_dumps costs
+ * one malloc per chunk; in exchange the append is all-or-nothing (a chunk is
+ * never half written when out is full). */
+static int emit(json_t *chunk, struct gb_buf *out)
+{
+    char *js;
+    int rc;
+
+    if (chunk == NULL)
+        return GB_ENOMEM;
+    js = json_dumps(chunk, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(chunk);
+    if (js == NULL)
+        return GB_ENOMEM;
+    rc = gb_buf_printf(out, "data: %s\n\n", js);
+    free(js);
+    return rc;
+}
+
+static json_t *chunk_new(const struct gb_chat_stream *s, json_t *choices)
+{
+    return json_pack("{s:s,s:s,s:I,s:s,s:o}", "id", s->id, "object", "chat.completion.chunk",
+                     "created", (json_int_t)s->created, "model", s->model, "choices", choices);
+}
+
+/* delta of one choice: role on its first chunk (with content "" or null
+ * when there is nothing to say yet), content when there is text, tool_calls
+ * when the event called tools. */
+static json_t *delta_new(const struct gb_chat_stream *s, int idx, struct cand *c)
+{
+    json_t *d = json_object();
+    int has_tools = json_array_size(c->tool_calls) > 0;
+    int rc = d ? 0 : -1;
+
+    if (!s->role_sent[idx]) {
+        rc |= json_object_set_new(d, "role", json_string("assistant"));
+        if (c->text.len == 0)
+            rc |= json_object_set_new(d, "content", has_tools ? json_null() : json_string(""));
+    }
+    if (c->text.len > 0)
+        rc |= json_object_set_new(d, "content", json_stringn(c->text.data, c->text.len));
+    if (has_tools)
+        rc |= json_object_set(d, "tool_calls", c->tool_calls);
+    if (rc < 0) {
+        json_decref(d);
+        return NULL;
+    }
+    return d;
+}
+
+static int stream_choice(struct gb_chat_stream *s, int idx, struct cand *c, const char *reason,
+                         struct gb_buf *out)
+{
+    int ntools = (int)json_array_size(c->tool_calls);
+    json_t *finish = finish_json(reason, s->tool_calls[idx] + ntools > 0);
+    json_t *choice;
+    int rc;
+
+    choice = json_pack("{s:i,s:o,s:n,s:o}", "index", idx, "delta", delta_new(s, idx, c), "logprobs",
+                       "finish_reason", finish);
+    rc = emit(chunk_new(s, json_pack("[o]", choice)), out);
+    if (rc == 0) {
+        s->role_sent[idx] = 1;
+        s->tool_calls[idx] += ntools;
+    }
+    return rc;
+}
+
+/* Remembers the candidate's web sources under its choice index. */
+static int stream_sources(struct gb_chat_stream *s, int idx, const json_t *cand, json_t **list)
+{
+    char key[16];
+
+    snprintf(key, sizeof key, "%d", idx);
+    if (s->grounding == NULL && (s->grounding = json_object()) == NULL)
+        return GB_ENOMEM;
+    *list = json_object_get(s->grounding, key);
+    if (*list == NULL) {
+        *list = json_array();
+        if (json_object_set_new(s->grounding, key, *list) < 0)
+            return GB_ENOMEM;
+    }
+    return sources_add(*list, cand);
+}
+
+static int stream_candidate(struct gb_chat_stream *s, const json_t *cand, size_t pos,
+                            struct gb_buf *out)
+{
+    const json_t *ix = json_object_get(cand, "index");
+    json_int_t index = json_is_integer(ix) ? json_integer_value(ix) : (json_int_t)pos;
+    const char *reason = json_string_value(json_object_get(cand, "finishReason"));
+    json_t *sources = NULL;
+    struct cand c;
+    int idx, rc;
+
+    if (index < 0 || index >= GB_CHAT_MAX_CHOICES)
+        return 0;
+    idx = (int)index;
+    rc = cand_collect(&c, cand, s->id, index, s->tool_calls[idx], 1);
+    if (rc == 0 && s->show_search_link)
+        rc = stream_sources(s, idx, cand, &sources);
+    if (rc == 0 && reason != NULL)
+        rc = sources_render(&c.text, sources);
+    if (rc == 0 && (reason != NULL || c.text.len > 0 || json_array_size(c.tool_calls) > 0 ||
+                    !s->role_sent[idx]))
+        rc = stream_choice(s, idx, &c, reason, out);
+    cand_release(&c);
+    return rc;
+}
+
+/* A blocked prompt has no candidates: close choice 0 as filtered (any
+ * reason maps to content_filter, whatever blockReason says). */
+static int stream_blocked(struct gb_chat_stream *s, struct gb_buf *out)
+{
+    struct cand c;
+    int rc;
+
+    gb_buf_init(&c.text, 0);
+    c.tool_calls = json_array();
+    rc = c.tool_calls ? stream_choice(s, 0, &c, "SAFETY", out) : GB_ENOMEM;
+    cand_release(&c);
+    return rc;
+}
+
+int gb_chat_stream_event(struct gb_chat_stream *s, const json_t *event, struct gb_buf *out)
+{
+    const json_t *um = json_object_get(event, "usageMetadata");
+    const json_t *cands = json_object_get(event, "candidates"), *cand;
+    const json_t *pf = json_object_get(event, "promptFeedback");
+    size_t i;
+    int rc;
+
+    if (s->finished)
+        return GB_EINVAL;
+    if (json_is_object(um)) {
+        json_decref(s->usage);
+        s->usage = json_deep_copy(um);
+        if (s->usage == NULL)
+            return GB_ENOMEM;
+    }
+    if (json_array_size(cands) == 0) {
+        if (json_is_string(json_object_get(pf, "blockReason")))
+            return stream_blocked(s, out);
+        return 0;
+    }
+    json_array_foreach(cands, i, cand)
+    {
+        rc = stream_candidate(s, cand, i, out);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int gb_chat_stream_finish(struct gb_chat_stream *s, struct gb_buf *out)
+{
+    char *js = NULL;
+    int rc;
+
+    if (s->finished)
+        return 0;
+    if (s->include_usage) {
+        json_t *chunk = chunk_new(s, json_array());
+
+        if (chunk == NULL || json_object_set_new(chunk, "usage", usage_new(s->usage)) < 0) {
+            json_decref(chunk);
+            return GB_ENOMEM;
+        }
+        js = json_dumps(chunk, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(chunk);
+        if (js == NULL)
+            return GB_ENOMEM;
+    }
+    if (js != NULL)
+        rc = gb_buf_printf(out, "data: %s\n\ndata: [DONE]\n\n", js);
+    else
+        rc = gb_buf_puts(out, "data: [DONE]\n\n");
+    free(js);
+    if (rc == 0)
+        s->finished = 1;
+    return rc;
+}
