@@ -8,7 +8,11 @@ bin=$1
 cd "$(dirname "$0")/.."
 
 rand_token() { # 32 random alphanumerics from the kernel's CSPRNG
-  LC_ALL=C tr -dc 'A-Za-z0-9' </dev/urandom | head -c 32
+  local s=""
+  while [ "${#s}" -lt 32 ]; do
+    s+=$(head -c 256 /dev/urandom | LC_ALL=C tr -dc 'A-Za-z0-9')
+  done
+  echo "${s:0:32}"
 }
 
 if [ ! -f .env ]; then
