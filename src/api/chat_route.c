@@ -162,6 +162,10 @@ void gb_route_chat(struct gb_req *r)
     gb_req_set_state(r, GB_REQ_TRANSLATE);
     chat_opts(r->w->ctx->cfg, &opts);
     gem = gb_chat_request_to_gemini(r->oai, &opts, &r->chat, &err);
+    if (gem == NULL && strcmp(err.message, "out of memory") == 0) {
+        gb_req_error(r, 500, "internal_error", NULL, "out of memory");
+        return;
+    }
     if (gem == NULL) {
         gb_req_error(r, 400, "invalid_request_error", err.param[0] ? err.param : NULL, "%s",
                      err.message[0] ? err.message : "invalid request");
