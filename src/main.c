@@ -162,7 +162,7 @@ int main(int argc, char **argv)
             cfg->base_url);
     if (gb_keypool_size(ctx.pool) == 0)
         gb_warn("no API keys configured: model calls answer 503 until API_KEYS is set in .env");
-    gb_info("listening on http://%s:%d", strchr(cfg->host, ':') ? "[::]" : cfg->host, port);
+    gb_log(GB_LOG_NOTICE, "listening on http://%s:%d", strchr(cfg->host, ':') ? "[::]" : cfg->host, port);
 
     while (sigwait(&sigs, &sig) == 0 && sig != SIGINT && sig != SIGTERM)
         ;

@@ -17,7 +17,7 @@
 static enum gb_log_level log_level = GB_LOG_INFO;
 static int log_json;
 
-static const char *const level_names[] = {"debug", "info", "warn", "error"};
+static const char *const level_names[] = {"debug", "info", "warn", "error", "info"};
 
 void gb_log_setup(enum gb_log_level level, int json)
 {

@@ -10,7 +10,13 @@
 
 #include <stddef.h>
 
-enum gb_log_level { GB_LOG_DEBUG, GB_LOG_INFO, GB_LOG_WARN, GB_LOG_ERROR };
+enum gb_log_level {
+    GB_LOG_DEBUG,
+    GB_LOG_INFO,
+    GB_LOG_WARN,
+    GB_LOG_ERROR,
+    GB_LOG_NOTICE /* always written, whatever the threshold (start-up lines) */
+};
 
 /* Longest log line, in bytes; longer messages are cut. */
 #define GB_LOG_LINE_MAX 4096

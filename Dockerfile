@@ -1,0 +1,42 @@
+# Dockerfile - container image of gemini-balance (Debian 12, two stages).
+#
+#   docker build -t gemini-balance .
+#   docker run --env-file .env -p 8000:8000 gemini-balance
+#
+# Build stage: the same toolchain and -dev packages as `make deps`, then
+# `make all` (produces build/gemini-balance).  Runtime stage: debian:12-slim
+# with only the shared libraries the binary links (libevent, libevent_pthreads,
+# libcurl, jansson) plus the CA store for TLS to Google, run as a non-root user.
+# Configuration comes from the environment (--env-file .env); a .env file
+# mounted at /app/.env is read too (the working directory).
+# When a module adds a library (e.g. SQLite: libsqlite3-dev here, libsqlite3-0
+# below), add it to both stages; the ldd check below fails the build otherwise.
+
+FROM debian:12 AS build
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        build-essential pkg-config libevent-dev libcurl4-openssl-dev libjansson-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY Makefile ./
+COPY src/ src/
+RUN make -j"$(nproc)" all \
+ && strip build/gemini-balance
+
+FROM debian:12-slim
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        libevent-2.1-7 libevent-pthreads-2.1-7 libcurl4 libjansson4 ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 gemini \
+ && useradd --system --uid 10001 --gid gemini --home-dir /app --no-create-home \
+        --shell /usr/sbin/nologin gemini
+COPY --from=build /src/build/gemini-balance /usr/local/bin/gemini-balance
+# Fail the image build if a shared library of the binary is missing here.
+RUN ! ldd /usr/local/bin/gemini-balance | grep -F 'not found'
+WORKDIR /app
+RUN chown gemini:gemini /app
+USER 10001:10001
+ENV HOST=0.0.0.0 PORT=8000
+EXPOSE 8000
+ENTRYPOINT ["/usr/local/bin/gemini-balance"]
