@@ -13,6 +13,10 @@ void gb_route_chat(struct gb_req *r);
 /* GET /v1/models; GET /v1/models/{id} with id (borrowed) non-NULL */
 void gb_route_models(struct gb_req *r, const char *id);
 
+/* The native Gemini API: rest is the path after the API prefix (e.g.
+ * "/models/gemini-2.5-flash:generateContent"); is_post: POST, else GET. */
+void gb_route_native(struct gb_req *r, const char *rest, int is_post);
+
 /* Checks a client-given model name for use in an upstream URL path:
  * [A-Za-z0-9._-] only, 1..GB_MODEL_NAME_MAX bytes.  1 when fine. */
 int gb_model_name_ok(const char *m);

@@ -94,7 +94,8 @@ void gb_req_finish(struct gb_req *r)
         event_free(r->backoff);
     curl_slist_free_all(r->up_headers);
     free(r->up_url);
-    free(r->up_payload);
+    if (!r->up_payload_borrowed)
+        free(r->up_payload);
     gb_buf_release(&r->up_body);
     gb_buf_release(&r->out);
     if (r->sse_init)
@@ -125,18 +126,21 @@ static void on_conn_close(struct evhttp_connection *evcon, void *arg)
     struct gb_req *r = arg;
 
     (void)evcon;
+    struct evhttp_request *ev = r->ev;
+
     r->client_gone = 1;
-    /* a request evhttp detached from the failed connection is ours to free;
-     * one still attached is freed by evhttp right after this callback */
-    if (r->ev != NULL && evhttp_request_get_connection(r->ev) == NULL)
-        evhttp_request_free(r->ev);
     r->ev = NULL;
     if (r->hup != NULL) {
         event_free(r->hup);
         r->hup = NULL;
     }
     r->evcon = NULL;
+    /* first cancel the transfer (it may point into ev's body), then free a
+     * request evhttp detached from the failed connection: it is ours; one
+     * still attached is freed by evhttp right after this callback */
     gb_req_finish(r);
+    if (ev != NULL && evhttp_request_get_connection(ev) == NULL)
+        evhttp_request_free(ev);
 }
 
 static void on_client_readable(evutil_socket_t fd, short what, void *arg)
@@ -265,7 +269,7 @@ void gb_req_error(struct gb_req *r, int status, const char *code, const char *pa
     free(body);
 }
 
-void gb_req_stream_start(struct gb_req *r)
+void gb_req_stream_start(struct gb_req *r, const char *ctype)
 {
     struct evkeyvalq *h;
 
@@ -274,7 +278,7 @@ void gb_req_stream_start(struct gb_req *r)
     r->reply_started = 1;
     r->status = 200;
     h = evhttp_request_get_output_headers(r->ev);
-    evhttp_add_header(h, "Content-Type", "text/event-stream; charset=utf-8");
+    evhttp_add_header(h, "Content-Type", ctype ? ctype : "text/event-stream; charset=utf-8");
     evhttp_add_header(h, "Cache-Control", "no-cache");
     evhttp_add_header(h, "X-Accel-Buffering", "no");
     gb_req_add_cors(r, h);
@@ -295,19 +299,24 @@ static void on_chunk_sent(struct evhttp_connection *evcon, void *arg)
     curl_easy_pause(r->easy, CURLPAUSE_CONT);
 }
 
-void gb_req_stream_flush(struct gb_req *r)
+void gb_req_stream_send(struct gb_req *r, const char *p, size_t len)
 {
     struct evbuffer *buf;
 
-    if (r->out.len == 0 || r->ev == NULL || r->client_gone)
+    if (len == 0 || r->ev == NULL || r->client_gone)
         return;
     buf = evbuffer_new();
     if (buf == NULL)
         return;
-    evbuffer_add(buf, r->out.data, r->out.len);
-    gb_buf_reset(&r->out);
+    evbuffer_add(buf, p, len);
     evhttp_send_reply_chunk_with_cb(r->ev, buf, on_chunk_sent, r);
     evbuffer_free(buf);
+}
+
+void gb_req_stream_flush(struct gb_req *r)
+{
+    gb_req_stream_send(r, r->out.data, r->out.len);
+    gb_buf_reset(&r->out);
 }
 
 void gb_req_stream_end(struct gb_req *r)

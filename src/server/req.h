@@ -32,6 +32,8 @@ struct gb_req;
 #define GB_UPSTREAM_BODY_MAX (64u * 1024 * 1024)
 /* Client output queued before the upstream read is paused, in bytes. */
 #define GB_STREAM_HIGH_WATER (256u * 1024)
+/* Longest Content-Type we relay, in bytes. */
+#define GB_CTYPE_MAX 128
 /* Longest request path we route on, in bytes. */
 #define GB_PATH_MAX 2048
 
@@ -51,9 +53,11 @@ struct gb_route_ops {
     /* Non-streamed 2xx answer, whole body in r->up_body.  Must reply. */
     void (*on_body)(struct gb_req *r);
     /* Streamed: one SSE event's data; append client output to r->out.
-     * Return 0, or <0 to end the stream with an error. */
+     * Return 0, or <0 to end the stream with an error.  NULL: relay the
+     * upstream's bytes as they are (native API), with its content type. */
     int (*on_event)(struct gb_req *r, const char *data, size_t len);
-    /* Streamed: the upstream ended cleanly; append the last output to r->out. */
+    /* Streamed: the upstream ended cleanly; append the last output to r->out.
+     * May be NULL. */
     void (*on_stream_end)(struct gb_req *r);
 };
 
@@ -80,13 +84,16 @@ struct gb_req {
 
     /* --- upstream attempt --- */
     char *up_url;          /* owned */
-    char *up_payload;      /* owned: request body sent upstream, NULL for GET */
+    char *up_payload;      /* request body sent upstream, NULL for GET; owned unless
+                              up_payload_borrowed (then it is ev's input buffer) */
     size_t up_payload_len;
+    int up_payload_borrowed;
     int up_stream;         /* 1: SSE expected */
     CURL *easy;            /* owned while an attempt runs */
     struct curl_slist *up_headers; /* owned */
     struct gb_curlev_xfer xfer;
     long up_status;        /* of the current attempt, 0 until known */
+    char up_ctype[GB_CTYPE_MAX]; /* upstream Content-Type of the current attempt */
     int64_t up_retry_after_ms;
     struct gb_buf up_body; /* owned: answer or error body of the current attempt */
     int paused;            /* upstream read paused for a slow client */
@@ -138,10 +145,13 @@ void gb_req_reply(struct gb_req *r, int status, const char *ctype, const char *b
 void gb_req_error(struct gb_req *r, int status, const char *code, const char *param,
                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-/* Streams: sends the headers of a 200 text/event-stream reply. */
-void gb_req_stream_start(struct gb_req *r);
+/* Streams: sends the headers of a 200 reply of content type ctype (NULL:
+ * text/event-stream for OpenAI clients). */
+void gb_req_stream_start(struct gb_req *r, const char *ctype);
 /* Streams: sends what r->out holds as one chunk and empties it. */
 void gb_req_stream_flush(struct gb_req *r);
+/* Streams: sends len bytes as one chunk (copied). */
+void gb_req_stream_send(struct gb_req *r, const char *p, size_t len);
 /* Streams: flushes r->out, ends the reply and finishes r. */
 void gb_req_stream_end(struct gb_req *r);
 

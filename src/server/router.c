@@ -122,6 +122,20 @@ static const char *openai_rest(const char *path)
     return NULL;
 }
 
+/* Returns the path with a native prefix (/v1beta, /gemini/v1beta,
+ * /gemini/v1) removed ("" for the bare prefix), or NULL. */
+static const char *native_rest(const char *path)
+{
+    static const char *const prefixes[] = {"/gemini/v1beta", "/v1beta", "/gemini/v1"};
+
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+        size_t n = strlen(prefixes[i]);
+        if (strncmp(path, prefixes[i], n) == 0 && (path[n] == '/' || path[n] == '\0'))
+            return path + n;
+    }
+    return NULL;
+}
+
 /* Checks the client's token; answers 401 and returns 0 when it is wrong. */
 static int authorized(struct gb_req *r)
 {
@@ -146,6 +160,9 @@ static int authorized(struct gb_req *r)
         gb_req_error(r, 401, r->api == GB_API_GEMINI ? "UNAUTHENTICATED" : "invalid_api_key",
                      NULL,
                      tok ? "invalid API token: use one of the gateway's ALLOWED_TOKENS"
+                     : r->api == GB_API_GEMINI
+                         ? "missing API key: send one of the gateway's ALLOWED_TOKENS as "
+                           "'x-goog-api-key: <token>' (or ?key=<token>)"
                          : "missing API token: send 'Authorization: Bearer <token>' with one of "
                            "the gateway's ALLOWED_TOKENS");
     }
@@ -168,7 +185,24 @@ static void route(struct gb_req *r, enum evhttp_cmd_type cmd)
         on_root(r);
         return;
     }
-    rest = openai_rest(r->path);
+    rest = native_rest(r->path);
+    if (rest != NULL && strncmp(rest, "/openai/", 8) == 0) {
+        rest += 7; /* Google's OpenAI-compatible base URL: .../v1beta/openai/ */
+    } else if (rest != NULL || (strncmp(r->path, "/v1/models/", 11) == 0 &&
+                                strchr(r->path, ':') != NULL)) {
+        r->api = GB_API_GEMINI;
+        if (rest == NULL)
+            rest = r->path + 3; /* Google's /v1 model actions */
+        if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_POST) {
+            gb_req_error(r, 405, NULL, NULL, "%s is not allowed on %s", r->method, r->path);
+            return;
+        }
+        if (authorized(r))
+            gb_route_native(r, rest, cmd == EVHTTP_REQ_POST);
+        return;
+    } else {
+        rest = openai_rest(r->path);
+    }
     if (rest == NULL) {
         not_found(r);
         return;

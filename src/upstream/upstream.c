@@ -75,7 +75,11 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
         }
         if (!r->reply_started) {
             gb_req_set_state(r, GB_REQ_RELAY);
-            gb_req_stream_start(r);
+            gb_req_stream_start(r, r->ops->on_event ? NULL : r->up_ctype);
+        }
+        if (r->ops->on_event == NULL) {
+            gb_req_stream_send(r, p, n);
+            return n;
         }
         if (!r->sse_init) {
             gb_sse_parser_init(&r->sse, GB_SSE_MAX_EVENT_BYTES, on_sse_event, r);
@@ -108,6 +112,17 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
         long secs = strtol(p + 12, NULL, 10);
         if (secs > 0)
             r->up_retry_after_ms = (int64_t)secs * 1000;
+    } else if (n > 13 && strncasecmp(p, "content-type:", 13) == 0) {
+        size_t i = 13, len;
+        while (i < n && (p[i] == ' ' || p[i] == '\t'))
+            i++;
+        len = n - i;
+        while (len > 0 && (p[i + len - 1] == '\r' || p[i + len - 1] == '\n' || p[i + len - 1] == ' '))
+            len--;
+        if (len < sizeof r->up_ctype) {
+            memcpy(r->up_ctype, p + i, len);
+            r->up_ctype[len] = '\0';
+        }
     }
     return n;
 }
@@ -119,16 +134,47 @@ static void on_backoff(evutil_socket_t fd, short what, void *arg)
     attempt(arg);
 }
 
+/* Ends a broken stream with an error event in the client's format: OpenAI's
+ * error object, or Google's (framed as Gemini frames its events) when the
+ * native stream is SSE.  A native JSON-array stream just stops short. */
 static void stream_error_event(struct gb_req *r, const char *msg, int code)
 {
-    json_t *e = json_pack("{s:{s:s, s:s, s:n, s:i}}", "error", "message", msg, "type",
-                          "server_error", "param", "code", code);
-    char *s = e ? json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_t *e;
+    char *s;
 
+    if (r->api == GB_API_GEMINI) {
+        if (strstr(r->up_ctype, "event-stream") == NULL)
+            return;
+        e = json_pack("{s:{s:i, s:s, s:s}}", "error", "code", code, "message", msg, "status",
+                      "UNAVAILABLE");
+    } else {
+        e = json_pack("{s:{s:s, s:s, s:n, s:i}}", "error", "message", msg, "type",
+                      "server_error", "param", "code", code);
+    }
+    s = e ? json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     if (s != NULL)
-        gb_buf_printf(&r->out, "data: %s\n\n", s);
+        gb_buf_printf(&r->out, r->api == GB_API_GEMINI ? "data: %s\r\n\r\n" : "data: %s\n\n", s);
     free(s);
     json_decref(e);
+}
+
+/* Native API: the upstream's error body goes back as Google sent it (with
+ * the key scrubbed, should Google ever echo it). */
+static void reply_error_raw(struct gb_req *r)
+{
+    const struct gb_keypool *pool = r->w->ctx->pool;
+    int status = (int)r->up_status;
+
+    r->error = "upstream error";
+    if (r->up_body.len == 0 || status < 400 || status > 599) {
+        gb_req_error(r, status >= 400 && status <= 599 ? status : 502, NULL, NULL,
+                     "upstream answered %d with no body", status);
+        return;
+    }
+    if (r->has_key)
+        scrub(r->up_body.data, gb_keypool_key(pool, r->key_idx));
+    gb_req_reply(r, status, r->up_ctype[0] ? r->up_ctype : "application/json; charset=UTF-8",
+                 r->up_body.data, strlen(r->up_body.data));
 }
 
 void gb_upstream_reply_error(struct gb_req *r)
@@ -139,6 +185,10 @@ void gb_upstream_reply_error(struct gb_req *r)
     char msg[1024];
     int status = (int)r->up_status;
 
+    if (r->api == GB_API_GEMINI) {
+        reply_error_raw(r);
+        return;
+    }
     r->error = "upstream error";
     if (r->up_body.len > 0)
         root = json_loadb(r->up_body.data, r->up_body.len, 0, NULL);
@@ -177,7 +227,8 @@ static void reply_transport_error(struct gb_req *r, CURLcode result)
 static void end_relay(struct gb_req *r, CURLcode result)
 {
     if (result == CURLE_OK && r->error == NULL && !(r->sse_init && gb_sse_parser_pending(&r->sse))) {
-        r->ops->on_stream_end(r);
+        if (r->ops->on_stream_end != NULL)
+            r->ops->on_stream_end(r);
     } else if (!r->stream_error_sent) {
         if (r->error == NULL)
             r->error = "upstream stream broke off";
@@ -217,7 +268,7 @@ static void on_done(void *ud, CURLcode result)
     if (v.key == GB_KEY_OK && result == CURLE_OK) {
         if (r->up_stream) {
             gb_req_set_state(r, GB_REQ_RELAY);
-            gb_req_stream_start(r);
+            gb_req_stream_start(r, r->ops->on_event ? NULL : r->up_ctype);
             end_relay(r, result);
         } else {
             gb_req_set_state(r, GB_REQ_RELAY);
@@ -325,6 +376,7 @@ static void attempt(struct gb_req *r)
     r->round_attempts++;
     r->up_status = 0;
     r->up_retry_after_ms = -1;
+    r->up_ctype[0] = '\0';
     gb_buf_release(&r->up_body);
     gb_buf_init(&r->up_body, r->up_stream ? GB_UPSTREAM_ERROR_MAX : GB_UPSTREAM_BODY_MAX);
     r->easy = gb_curlev_easy_get(r->w->curl);

@@ -1,0 +1,151 @@
+/*
+ * gemini_native.c - the native Gemini API through the key pool, byte for
+ * byte: GET /models, GET /models/{m}, POST /models/{m}:{generateContent,
+ * streamGenerateContent, countTokens, embedContent, batchEmbedContents}.
+ *
+ * Nothing is parsed or re-encoded: the client's body goes upstream as it
+ * came (borrowed from evhttp's input buffer, not copied), the query passes
+ * through without the client's "key", and the answer comes back with the
+ * upstream's status, content type and bytes.  Streams are relayed chunk by
+ * chunk as they arrive.  Only the failure policy looks at error bodies.
+ */
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/routes.h"
+#include "core/buf.h"
+#include "server/worker.h"
+#include "upstream/upstream.h"
+
+/* The model actions we relay, and whether each streams. */
+static const struct {
+    const char *name;
+    int stream;
+} actions[] = {
+    {"generateContent", 0}, {"streamGenerateContent", 1}, {"countTokens", 0},
+    {"embedContent", 0},    {"batchEmbedContents", 0},
+};
+
+static void on_body(struct gb_req *r)
+{
+    gb_req_reply(r, (int)r->up_status,
+                 r->up_ctype[0] ? r->up_ctype : "application/json; charset=UTF-8",
+                 r->up_body.data, r->up_body.len);
+}
+
+static const struct gb_route_ops native_ops = {on_body, NULL, NULL};
+
+/* Appends the client's query without its "key" parameter (raw, as sent). */
+static int append_query(struct gb_buf *u, const char *query)
+{
+    const char *p = query, *amp;
+    int first = 1, rc = 0;
+
+    while (p != NULL && *p != '\0' && rc == 0) {
+        size_t n;
+        amp = strchr(p, '&');
+        n = amp ? (size_t)(amp - p) : strlen(p);
+        if (n > 0 && !(n >= 3 && strncmp(p, "key", 3) == 0 && (n == 3 || p[3] == '='))) {
+            rc = gb_buf_append(u, first ? "?" : "&", 1);
+            if (rc == 0)
+                rc = gb_buf_append(u, p, n);
+            first = 0;
+        }
+        p = amp ? amp + 1 : NULL;
+    }
+    return rc;
+}
+
+static int build_url(struct gb_req *r, const char *rest)
+{
+    const char *base = r->w->ctx->cfg->base_url;
+    struct gb_buf u;
+
+    gb_buf_init(&u, strlen(base) + strlen(rest) + (r->query ? strlen(r->query) : 0) + 2);
+    if (gb_buf_puts(&u, base) < 0 || gb_buf_puts(&u, rest) < 0 || append_query(&u, r->query) < 0) {
+        gb_buf_release(&u);
+        return -1;
+    }
+    r->up_url = gb_buf_take(&u, NULL);
+    return 0;
+}
+
+void gb_route_native(struct gb_req *r, const char *rest, int is_post)
+{
+    const char *model = NULL, *colon;
+    char name[GB_MODEL_NAME_MAX + 1];
+    int stream = 0, found = 0;
+    size_t n;
+
+    gb_req_set_state(r, GB_REQ_PARSE);
+    if (strcmp(rest, "/models") == 0) {
+        if (is_post)
+            goto not_allowed;
+    } else if (strncmp(rest, "/models/", 8) == 0) {
+        model = rest + 8;
+        colon = strchr(model, ':');
+        n = colon ? (size_t)(colon - model) : strlen(model);
+        if (n == 0 || n > GB_MODEL_NAME_MAX)
+            goto bad_model;
+        memcpy(name, model, n);
+        name[n] = '\0';
+        if (!gb_model_name_ok(name))
+            goto bad_model;
+        snprintf(r->model, sizeof r->model, "%s", name);
+        if (colon == NULL) {
+            if (is_post)
+                goto not_allowed;
+        } else {
+            for (size_t i = 0; i < sizeof actions / sizeof actions[0]; i++) {
+                if (strcmp(colon + 1, actions[i].name) == 0) {
+                    stream = actions[i].stream;
+                    found = 1;
+                }
+            }
+            if (!found) {
+                r->error = "unknown action";
+                gb_req_error(r, 404, NULL, NULL, "unknown model action '%s'", colon + 1);
+                return;
+            }
+            if (!is_post)
+                goto not_allowed;
+        }
+    } else {
+        r->error = "unknown route";
+        gb_req_error(r, 404, NULL, NULL,
+                     "unknown route %s %s: the Gemini API is served under /v1beta (or "
+                     "/gemini/v1beta): /models, /models/{model}, /models/{model}:generateContent, "
+                     ":streamGenerateContent, :countTokens, :embedContent, :batchEmbedContents",
+                     r->method, r->path);
+        return;
+    }
+    if (build_url(r, rest) < 0) {
+        gb_req_error(r, 500, NULL, NULL, "out of memory");
+        return;
+    }
+    if (is_post) {
+        struct evbuffer *in = evhttp_request_get_input_buffer(r->ev);
+        r->up_payload_len = evbuffer_get_length(in);
+        r->up_payload = (char *)evbuffer_pullup(in, -1);
+        r->up_payload_borrowed = 1;
+        if (r->up_payload == NULL) {
+            r->up_payload = "";
+            r->up_payload_len = 0;
+        }
+    }
+    r->up_stream = stream;
+    r->ops = &native_ops;
+    gb_upstream_start(r);
+    return;
+bad_model:
+    r->error = "bad model name";
+    gb_req_error(r, 400, NULL, NULL,
+                 "invalid model name in the path: use letters, digits, '.', '_' and '-' only");
+    return;
+not_allowed:
+    r->error = "method not allowed";
+    gb_req_error(r, 405, NULL, NULL, "%s is not allowed on %s", r->method, r->path);
+}
