@@ -41,6 +41,19 @@ static void chat_opts(const struct gb_config *cfg, struct gb_chat_opts *o)
     o->show_search_link = cfg->show_search_link;
 }
 
+/* FAKE_STREAM_ENABLED: the whole answer has the shape of one stream event,
+ * so it goes through the stream translator and out as chunks. */
+static void fake_stream_answer(struct gb_req *r, json_t *gem)
+{
+    if (!r->reply_started)
+        gb_req_stream_start(r, NULL);
+    if (gb_chat_stream_event(&r->cs, gem, &r->out) < 0 ||
+        gb_chat_stream_finish(&r->cs, &r->out) < 0)
+        r->error = "answer too large";
+    json_decref(gem);
+    gb_req_stream_end(r);
+}
+
 static void on_body(struct gb_req *r)
 {
     struct gb_chat_opts opts;
@@ -53,6 +66,10 @@ static void on_body(struct gb_req *r)
         json_decref(gem);
         r->error = "upstream answer is not JSON";
         gb_req_error(r, 502, "bad_upstream_response", NULL, "the upstream answer is not JSON");
+        return;
+    }
+    if (r->client_stream) {
+        fake_stream_answer(r, gem);
         return;
     }
     chat_opts(r->w->ctx->cfg, &opts);
@@ -182,6 +199,10 @@ void gb_route_chat(struct gb_req *r)
     }
     r->up_payload = json_dumps(gem, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(gem);
+    r->client_stream = r->chat.stream;
+    /* fake streaming: ask upstream for the whole answer, keep-alives meanwhile */
+    if (r->chat.stream && r->w->ctx->cfg->fake_stream)
+        r->chat.stream = 0;
     if (r->up_payload == NULL || build_url(r) < 0) {
         gb_req_error(r, 500, "internal_error", NULL, "out of memory");
         return;
@@ -189,7 +210,7 @@ void gb_route_chat(struct gb_req *r)
     r->up_payload_len = strlen(r->up_payload);
     r->up_stream = r->chat.stream;
     r->ops = &chat_ops;
-    if (r->up_stream) {
+    if (r->client_stream) {
         gb_rand_alnum(rnd, GB_CHAT_ID_RAND);
         snprintf(id, sizeof id, "chatcmpl-%s", rnd);
         gb_chat_stream_init(&r->cs, &r->chat, &opts, id, (long long)time(NULL));

@@ -74,6 +74,10 @@ static const struct cfg_row rows[] = {
      (long long)1 << 40, "largest request body accepted, in bytes"},
     {"PROXY", NULL, T_STR, F(proxy), "", 0, 0,
      "upstream proxy URL (http://, https://, socks5://); empty: none"},
+    {"STREAM_KEEPALIVE_SECONDS", NULL, T_LONG, F(stream_keepalive_s), "15", 0, 3600,
+     "send an SSE comment when a stream is silent this long (0: never)"},
+    {"FAKE_STREAM_ENABLED", NULL, T_BOOL, F(fake_stream), "false", 0, 0,
+     "answer stream requests from a non-stream upstream call, with keep-alives meanwhile"},
     {"LOG_LEVEL", NULL, T_LOGLEVEL, F(log_level), "info", 0, 0, "debug, info, warn or error"},
     {"LOG_FORMAT", NULL, T_LOGFORMAT, F(log_json), "text", 0, 0, "text or json"},
 };

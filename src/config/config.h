@@ -45,6 +45,8 @@ struct gb_config {
     struct gb_strlist allowed_origins; /* CORS origins; "*" = any */
     long long max_request_bytes;      /* largest accepted request body */
     char *proxy;                      /* upstream proxy URL, or NULL */
+    long stream_keepalive_s;          /* SSE comment after this many silent seconds; 0 = off */
+    int fake_stream;                  /* stream:true runs upstream as non-stream */
     long log_level;                   /* enum gb_log_level */
     int log_json;                     /* LOG_FORMAT=json */
 };

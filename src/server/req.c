@@ -92,6 +92,8 @@ void gb_req_finish(struct gb_req *r)
     unhook_client(r);
     if (r->backoff != NULL)
         event_free(r->backoff);
+    if (r->keepalive != NULL)
+        event_free(r->keepalive);
     curl_slist_free_all(r->up_headers);
     free(r->up_url);
     if (!r->up_payload_borrowed)
@@ -255,6 +257,18 @@ void gb_req_error(struct gb_req *r, int status, const char *code, const char *pa
     va_end(ap);
     if (r->error == NULL)
         r->error = "error";
+    if (r->reply_started) {
+        /* the 200 head went out with keep-alives: end the stream with the error */
+        err = json_pack("{s:{s:s, s:s, s:n, s:s?, s:i}}", "error", "message", msg, "type",
+                        openai_error_type(status), "param", "code", code, "status", status);
+        body = err ? json_dumps(err, JSON_PRESERVE_ORDER | JSON_COMPACT) : NULL;
+        if (body != NULL)
+            gb_buf_printf(&r->out, "data: %s\n\n", body);
+        free(body);
+        json_decref(err);
+        gb_req_stream_end(r);
+        return;
+    }
     if (r->api == GB_API_GEMINI) {
         err = json_pack("{s:i, s:s, s:s}", "code", status, "message", msg, "status",
                         code ? code : google_status(status));
@@ -305,6 +319,8 @@ void gb_req_stream_send(struct gb_req *r, const char *p, size_t len)
 
     if (len == 0 || r->ev == NULL || r->client_gone)
         return;
+    if (r->keepalive != NULL)
+        gb_req_keepalive_arm(r);
     buf = evbuffer_new();
     if (buf == NULL)
         return;
@@ -317,6 +333,29 @@ void gb_req_stream_flush(struct gb_req *r)
 {
     gb_req_stream_send(r, r->out.data, r->out.len);
     gb_buf_reset(&r->out);
+}
+
+static void on_keepalive(evutil_socket_t fd, short what, void *arg)
+{
+    static const char comment[] = ": keep-alive\n\n";
+    struct gb_req *r = arg;
+
+    (void)fd;
+    (void)what;
+    if (!r->reply_started)
+        gb_req_stream_start(r, NULL);
+    gb_req_stream_send(r, comment, sizeof comment - 1);
+}
+
+void gb_req_keepalive_arm(struct gb_req *r)
+{
+    struct timeval tv = {r->w->ctx->cfg->stream_keepalive_s, 0};
+
+    if (tv.tv_sec <= 0 || !r->client_stream || r->api != GB_API_OPENAI)
+        return;
+    if (r->keepalive == NULL && (r->keepalive = evtimer_new(r->w->base, on_keepalive, r)) == NULL)
+        return;
+    evtimer_add(r->keepalive, &tv);
 }
 
 void gb_req_stream_end(struct gb_req *r)

@@ -78,6 +78,9 @@ struct gb_req {
     enum gb_req_state state;
     int client_gone;
     int reply_started; /* streamed reply headers sent */
+    int relaying;      /* the upstream's 2xx answer began to flow to the client */
+    int client_stream; /* the client asked for a stream (OpenAI: keep-alives apply) */
+    struct event *keepalive; /* owned: SSE comment timer while the stream is silent */
     int status;        /* status sent to the client */
     const char *error; /* short reason for the access log (static string) */
     struct event *hup; /* owned: watches the client socket while we wait */
@@ -139,7 +142,8 @@ int gb_req_watch_client(struct gb_req *r);
 /* Sends a whole reply (status, content type, body) and finishes r. */
 void gb_req_reply(struct gb_req *r, int status, const char *ctype, const char *body, size_t len);
 
-/* Sends an error in the client's API format and finishes r.  code is the
+/* Sends an error in the client's API format and finishes r (as a final
+ * error event when a stream's headers already went out).  code is the
  * machine-readable code (OpenAI "code" / Gemini "status"), may be NULL;
  * param may be NULL. */
 void gb_req_error(struct gb_req *r, int status, const char *code, const char *param,
@@ -154,6 +158,11 @@ void gb_req_stream_flush(struct gb_req *r);
 void gb_req_stream_send(struct gb_req *r, const char *p, size_t len);
 /* Streams: flushes r->out, ends the reply and finishes r. */
 void gb_req_stream_end(struct gb_req *r);
+
+/* Streams: (re)arms the keep-alive timer: after STREAM_KEEPALIVE_SECONDS
+ * without output an SSE comment is sent (headers first, if not yet sent).
+ * No-op when keep-alives are off or the client asked for no stream. */
+void gb_req_keepalive_arm(struct gb_req *r);
 
 /* Adds the CORS headers the request's Origin calls for to headers. */
 void gb_req_add_cors(struct gb_req *r, struct evkeyvalq *headers);

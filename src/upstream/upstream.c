@@ -73,8 +73,9 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
             r->paused = 1;
             return CURL_WRITEFUNC_PAUSE;
         }
-        if (!r->reply_started) {
+        if (!r->relaying) {
             gb_req_set_state(r, GB_REQ_RELAY);
+            r->relaying = 1;
             gb_req_stream_start(r, r->ops->on_event ? NULL : r->up_ctype);
         }
         if (r->ops->on_event == NULL) {
@@ -252,7 +253,7 @@ static void on_done(void *ud, CURLcode result)
     r->easy = NULL;
     r->xfer.easy = NULL;
 
-    if (r->reply_started) {
+    if (r->relaying) {
         gb_keypool_report(ctx->pool, r->key_idx, GB_KEY_OK, 0);
         end_relay(r, result);
         return;
@@ -268,6 +269,7 @@ static void on_done(void *ud, CURLcode result)
     if (v.key == GB_KEY_OK && result == CURLE_OK) {
         if (r->up_stream) {
             gb_req_set_state(r, GB_REQ_RELAY);
+            r->relaying = 1;
             gb_req_stream_start(r, r->ops->on_event ? NULL : r->up_ctype);
             end_relay(r, result);
         } else {
@@ -393,6 +395,7 @@ void gb_upstream_start(struct gb_req *r)
 {
     r->ntried = 0;
     r->round_attempts = 0;
+    gb_req_keepalive_arm(r);
     if (r->hup == NULL && r->evcon != NULL && gb_req_watch_client(r) < 0) {
         gb_req_error(r, 500, "internal_error", NULL, "out of memory");
         return;
