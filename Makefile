@@ -9,7 +9,7 @@
 
 BUILD    ?= build
 CC       ?= cc
-PKGS     := libevent libevent_pthreads libcurl jansson
+PKGS     := libevent libevent_pthreads libcurl jansson sqlite3 libcrypto
 WARN     := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
             -Wmissing-prototypes -Wvla
 OPT      ?= -O2 -g
