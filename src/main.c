@@ -85,6 +85,7 @@ int main(int argc, char **argv)
     const char *env_file = NULL;
     struct gb_config *cfg;
     struct gb_ctx ctx;
+    struct gb_keypool_opts pool_opts = {0};
     struct gb_worker *workers = NULL;
     char err[512], portstr[16];
     sigset_t sigs;
@@ -130,7 +131,11 @@ int main(int argc, char **argv)
     ctx.version = GB_VERSION;
     ctx.started_ms = gb_now_ms();
     pthread_mutex_init(&ctx.models.lock, NULL);
-    ctx.pool = gb_keypool_new(&cfg->api_keys, cfg->max_failures);
+    pool_opts.max_failures = cfg->max_failures;
+    pool_opts.strategy = (enum gb_key_strategy)cfg->key_strategy;
+    pool_opts.rpm_limit = cfg->key_rpm_limit;
+    pool_opts.rpd_limit = cfg->key_rpd_limit;
+    ctx.pool = gb_keypool_new(&cfg->api_keys, &pool_opts);
     workers = calloc((size_t)cfg->workers, sizeof *workers);
     if (ctx.pool == NULL || workers == NULL) {
         gb_error("out of memory");

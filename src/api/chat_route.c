@@ -16,8 +16,6 @@
 #include "server/worker.h"
 #include "upstream/upstream.h"
 
-/* Largest translated output waiting for one flush, in bytes. */
-#define GB_CHAT_OUT_MAX (64u * 1024 * 1024)
 /* Random characters in a chat completion id. */
 #define GB_CHAT_ID_RAND 24
 
@@ -36,6 +34,7 @@ int gb_model_name_ok(const char *m)
 
 static void chat_opts(const struct gb_config *cfg, struct gb_chat_opts *o)
 {
+    memset(o, 0, sizeof *o);
     o->safety_settings = cfg->safety_settings;
     o->code_execution = cfg->code_execution;
     o->show_search_link = cfg->show_search_link;
@@ -210,12 +209,12 @@ void gb_route_chat(struct gb_req *r)
     r->up_payload_len = strlen(r->up_payload);
     r->up_stream = r->chat.stream;
     r->ops = &chat_ops;
+    r->pool_model = r->chat.model;
     if (r->client_stream) {
         gb_rand_alnum(rnd, GB_CHAT_ID_RAND);
         snprintf(id, sizeof id, "chatcmpl-%s", rnd);
         gb_chat_stream_init(&r->cs, &r->chat, &opts, id, (long long)time(NULL));
         r->cs_init = 1;
-        gb_buf_init(&r->out, GB_CHAT_OUT_MAX);
     }
     gb_upstream_start(r);
 }

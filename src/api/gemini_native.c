@@ -116,9 +116,10 @@ void gb_route_native(struct gb_req *r, const char *rest, int is_post)
     } else {
         r->error = "unknown route";
         gb_req_error(r, 404, NULL, NULL,
-                     "unknown route %s %s: the Gemini API is served under /v1beta (or "
+                     "unknown route %s %s: this gateway serves the Gemini API under /v1beta (or "
                      "/gemini/v1beta): /models, /models/{model}, /models/{model}:generateContent, "
-                     ":streamGenerateContent, :countTokens, :embedContent, :batchEmbedContents",
+                     ":streamGenerateContent, :countTokens, :embedContent, :batchEmbedContents; "
+                     "and the OpenAI API under /v1 (or /hf/v1)",
                      r->method, r->path);
         return;
     }
@@ -138,6 +139,7 @@ void gb_route_native(struct gb_req *r, const char *rest, int is_post)
     }
     r->up_stream = stream;
     r->ops = &native_ops;
+    r->pool_model = is_post && r->model[0] ? r->model : NULL;
     gb_upstream_start(r);
     return;
 bad_model:

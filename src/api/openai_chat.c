@@ -8,25 +8,32 @@
  * into OpenAI's shapes, building objects in OpenAI's key order so the
  * output reads like the real thing.  Nothing here does I/O or keeps global
  * state; the stream state lives in the caller's struct gb_chat_stream.
+ * A plain text request costs one pass over the messages: tools, schemas
+ * and media are only looked at when the request has them.
  *
  * Sections:
  *   1. errors and small helpers
- *   2. request: messages -> contents and systemInstruction
- *   3. request: tools, tool_choice
- *   4. request: generationConfig (a table of parameters)
- *   5. request: entry point
- *   6. response: parts -> content and tool_calls, usage, finish reasons
- *   7. response: whole reply
- *   8. stream
+ *   2. request: content parts (text, images, audio, files)
+ *   3. request: messages -> contents and systemInstruction
+ *   4. request: tools, tool_choice
+ *   5. request: generationConfig (a table of parameters, thinking)
+ *   6. request: entry point, remote parts
+ *   7. response: parts -> content, reasoning and tool_calls, usage
+ *   8. response: whole reply
+ *   9. stream
  */
 #include "api/openai_chat.h"
 
+#include <ctype.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "api/schema.h"
 #include "core/err.h"
 
 /* Largest text we assemble in one piece (joined system prompt, one choice's
@@ -34,20 +41,34 @@
  * gateway well below this; it only keeps the buffers formally bounded. */
 #define GB_CHAT_TEXT_MAX (64u * 1024 * 1024)
 
-/* Prefix of OpenAI completion ids, left out of generated tool call ids. */
-#define GB_CHAT_ID_PREFIX "chatcmpl-"
+/* Substring of the model names that take thinkingLevel and check thought
+ * signatures (Gemini 3). */
+#define GB_CHAT_GEMINI3 "gemini-3"
+
+/* Signature Google documents for function calls it did not produce (a
+ * client that dropped extra_content, a history from another model): it
+ * lets Gemini 3 accept the call instead of answering 400. */
+#define GB_CHAT_SKIP_SIGNATURE "skip_thought_signature_validator"
+
+/* Content of the reply to a blocked prompt (%s: promptFeedback.blockReason). */
+#define GB_CHAT_BLOCKED_FMT "The prompt was blocked by Gemini (reason: %s)."
+
+/* Characters after "call_" in a generated tool call id. */
+#define GB_CHAT_TOOL_ID_RAND 24
 
 /* ---- 1. errors and small helpers ---------------------------------------- */
 
 /* Translation context of one request. */
 struct xl {
     const struct gb_chat_opts *opts; /* borrowed, may be NULL */
+    struct gb_chat_req *out;         /* what the gateway learns, filled as we go */
     struct gb_chat_err *err;         /* where client errors go */
     char path[48];                   /* "messages[i]": prefix of error params */
     json_t *contents;                /* Gemini contents, borrowed from the body */
     struct gb_buf system;            /* system/developer texts joined with "\n" */
     json_t *call_names;              /* tool call id -> function name, owned */
     json_t *tool_turn;               /* "user" content collecting tool results, borrowed */
+    int gemini3;                     /* 1: the model is a Gemini 3 model */
 };
 
 static void copy_str(char *dst, size_t size, const char *src)
@@ -109,7 +130,7 @@ static int buf_add_string(struct gb_buf *b, const json_t *s)
     return gb_buf_append(b, json_string_value(s), json_string_length(s));
 }
 
-/* ---- 2. request: messages -> contents and systemInstruction -------------- */
+/* ---- 2. request: content parts (text, images, audio, files) ------------- */
 
 /* Appends {"text": s} unless s is empty (Gemini rejects empty text parts). */
 static int add_text_part(struct xl *x, json_t *parts, const json_t *s)
@@ -119,31 +140,102 @@ static int add_text_part(struct xl *x, json_t *parts, const json_t *s)
     return push(x, parts, json_pack("{s:s%}", "text", json_string_value(s), json_string_length(s)));
 }
 
-/* {"type":"image_url","image_url":{"url":"data:<mime>;base64,<data>"}}
- * -> {"inlineData":{"mimeType","data"}}.  Remote URLs need a fetch, which a
- * pure translator cannot do: they are refused for now. */
+static int add_inline(struct xl *x, json_t *parts, const char *mime, size_t mime_len,
+                      const char *data)
+{
+    return push(
+        x, parts,
+        json_pack("{s:{s:s%,s:s}}", "inlineData", "mimeType", mime, mime_len, "data", data));
+}
+
+/* "data:<mime>;base64,<data>" -> {"inlineData":{"mimeType","data"}}.  Only
+ * base64 data urls: Gemini's inlineData holds base64. */
+static int add_data_url(struct xl *x, const char *where, const char *url, json_t *parts)
+{
+    const char *mime = url + 5, *comma = strchr(mime, ',');
+    size_t mime_len = strcspn(mime, ";,");
+
+    if (comma == NULL || mime_len == 0)
+        return bad(x, where, "malformed data url: expected data:<media type>;base64,<data>");
+    if (comma - mime < 7 || memcmp(comma - 7, ";base64", 7) != 0)
+        return bad(x, where, "data url must be base64-encoded");
+    return add_inline(x, parts, mime, mime_len, comma + 1);
+}
+
+/* {"type":"image_url","image_url":{"url":U}}: a data: url becomes
+ * inlineData; an http(s) url becomes the placeholder {"_gb_fetch": U},
+ * which the gateway replaces with the fetched bytes (gb_chat_remote_parts);
+ * "detail" has no Gemini equivalent and is ignored. */
 static int add_image_part(struct xl *x, const char *where, const json_t *p, json_t *parts)
 {
     const json_t *iu = json_object_get(p, "image_url");
-    const char *url, *mime, *comma;
-    size_t mime_len;
+    const char *url;
 
     url =
         json_is_string(iu) ? json_string_value(iu) : json_string_value(json_object_get(iu, "url"));
     if (url == NULL)
         return bad(x, where, "image_url.url must be a string");
-    if (strncmp(url, "data:", 5) != 0)
-        return bad(x, where, "unsupported image url: only base64 data: urls are supported");
-    mime = url + 5;
-    comma = strchr(mime, ',');
-    mime_len = strcspn(mime, ";,");
-    if (comma == NULL || mime_len == 0)
-        return bad(x, where, "malformed data url: expected data:<media type>;base64,<data>");
-    if (comma - mime < 7 || memcmp(comma - 7, ";base64", 7) != 0)
-        return bad(x, where, "data url must be base64-encoded");
-    return push(
-        x, parts,
-        json_pack("{s:{s:s%,s:s}}", "inlineData", "mimeType", mime, mime_len, "data", comma + 1));
+    if (strncmp(url, "data:", 5) == 0)
+        return add_data_url(x, where, url, parts);
+    if (strncasecmp(url, "http://", 7) != 0 && strncasecmp(url, "https://", 8) != 0)
+        return bad(x, where, "unsupported image url: use a base64 data: url or an http(s) url");
+    x->out->remote_parts++;
+    return push(x, parts, json_pack("{s:s}", GB_CHAT_FETCH_KEY, url));
+}
+
+static const struct {
+    const char *format;
+    const char *mime;
+} audio_formats[] = {{"wav", "audio/wav"}, {"mp3", "audio/mp3"}};
+
+/* {"type":"input_audio","input_audio":{"data":base64,"format":F}}. */
+static int add_audio_part(struct xl *x, const char *where, const json_t *p, json_t *parts)
+{
+    const json_t *ia = json_object_get(p, "input_audio");
+    const char *data = json_string_value(json_object_get(ia, "data"));
+    const char *format = json_string_value(json_object_get(ia, "format"));
+    char at[96];
+    size_t i;
+
+    snprintf(at, sizeof at, "%s.input_audio", where);
+    if (data == NULL || data[0] == '\0')
+        return bad(x, at, "input_audio.data must be a non-empty base64 string");
+    for (i = 0; format != NULL && i < sizeof audio_formats / sizeof audio_formats[0]; i++) {
+        if (strcmp(format, audio_formats[i].format) == 0)
+            return add_inline(x, parts, audio_formats[i].mime, strlen(audio_formats[i].mime), data);
+    }
+    snprintf(at, sizeof at, "%s.input_audio.format", where);
+    return bad(x, at, "unsupported audio format: %s (use wav or mp3)", format ? format : "(none)");
+}
+
+static int ends_with_ci(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+
+    return n >= k && strcasecmp(s + n - k, suffix) == 0;
+}
+
+/* {"type":"file","file":{"file_data":D,"filename":N}}: D is a data: url,
+ * or bare base64 when N ends in .pdf.  Uploaded files (file_id) live on
+ * OpenAI's side and cannot be sent. */
+static int add_file_part(struct xl *x, const char *where, const json_t *p, json_t *parts)
+{
+    const json_t *f = json_object_get(p, "file");
+    const char *data = json_string_value(json_object_get(f, "file_data"));
+    const char *name = json_string_value(json_object_get(f, "filename"));
+    char at[96];
+
+    snprintf(at, sizeof at, "%s.file.file_data", where);
+    if (data == NULL && json_object_get(f, "file_id") != NULL)
+        return bad(x, at, "file_id is not supported: send the file content as file_data");
+    if (data == NULL || data[0] == '\0')
+        return bad(x, at, "file.file_data must be a non-empty string");
+    if (strncmp(data, "data:", 5) == 0)
+        return add_data_url(x, at, data, parts);
+    if (name == NULL || !ends_with_ci(name, ".pdf"))
+        return bad(x, at,
+                   "file_data must be a data: url (bare base64 is accepted for .pdf files only)");
+    return add_inline(x, parts, "application/pdf", strlen("application/pdf"), data);
 }
 
 static int add_content_part(struct xl *x, size_t j, const json_t *p, json_t *parts)
@@ -164,6 +256,10 @@ static int add_content_part(struct xl *x, size_t j, const json_t *p, json_t *par
     }
     if (strcmp(type, "image_url") == 0)
         return add_image_part(x, where, p, parts);
+    if (strcmp(type, "input_audio") == 0)
+        return add_audio_part(x, where, p, parts);
+    if (strcmp(type, "file") == 0)
+        return add_file_part(x, where, p, parts);
     return bad(x, where, "unsupported content part type: %s", type);
 }
 
@@ -188,6 +284,8 @@ static int add_content(struct xl *x, const json_t *content, json_t *parts)
     }
     return 0;
 }
+
+/* ---- 3. request: messages -> contents and systemInstruction -------------- */
 
 static int is_text_part(const json_t *p)
 {
@@ -256,35 +354,94 @@ static int on_user(struct xl *x, const json_t *m)
     return add_turn(x, "user", parts);
 }
 
-/* One assistant tool call -> {"functionCall":{"name","args"}}; remembers
- * id -> name for the tool results that follow. */
+/* tool_calls[k].extra_content.google.thought_signature (how Google's own
+ * OpenAI-compatible endpoint carries a Gemini 3 thought signature), or the
+ * same on the message; NULL when absent. */
+static const char *signature_of(const json_t *o)
+{
+    const json_t *g = json_object_get(json_object_get(o, "extra_content"), "google");
+
+    return json_string_value(json_object_get(g, "thought_signature"));
+}
+
+/* The arguments string -> args object.  An object sent as it is (not
+ * encoded) is taken too; absent or "" is {}. */
+static int tool_call_args(struct xl *x, const char *where, const json_t *args_s, json_t **args)
+{
+    json_error_t jerr;
+
+    if (args_s == NULL || (json_is_string(args_s) && json_string_length(args_s) == 0))
+        *args = json_object();
+    else if (json_is_object(args_s))
+        *args = json_deep_copy(args_s);
+    else if (!json_is_string(args_s))
+        return bad(x, where, "tool call arguments must be a string holding a json object");
+    else if ((*args = json_loadb(json_string_value(args_s), json_string_length(args_s),
+                                 JSON_DECODE_ANY, &jerr)) == NULL)
+        return bad(x, where, "tool call arguments are not valid json: %s", jerr.text);
+    if (*args == NULL)
+        return oom(x);
+    if (!json_is_object(*args)) {
+        json_decref(*args);
+        *args = NULL;
+        return bad(x, where, "tool call arguments must encode a json object");
+    }
+    return 0;
+}
+
+/* One assistant tool call -> {"functionCall":{"name","args"}} (with its
+ * thoughtSignature when the client sent one back); remembers id -> name
+ * for the tool results that follow. */
 static int add_tool_call(struct xl *x, size_t k, const json_t *tc, json_t *parts)
 {
-    char where[64];
+    char where[64], at_args[96];
     const json_t *fn = json_object_get(tc, "function");
     const char *name = json_string_value(json_object_get(fn, "name"));
     const char *id = json_string_value(json_object_get(tc, "id"));
-    const json_t *args_s = get(fn, "arguments");
-    json_t *args;
+    const char *sig = signature_of(tc);
+    json_t *args, *part;
+    int rc;
 
     snprintf(where, sizeof where, ".tool_calls[%zu]", k);
+    snprintf(at_args, sizeof at_args, "%s.function.arguments", where);
     if (!json_is_object(tc) || !json_is_object(fn) || name == NULL || name[0] == '\0')
         return bad(x, where, "tool call needs a function with a non-empty name");
-    if (args_s != NULL && !json_is_string(args_s))
-        return bad(x, where, "tool call arguments must be a json string");
-    if (args_s == NULL || json_string_length(args_s) == 0)
-        args = json_object();
-    else
-        args = json_loadb(json_string_value(args_s), json_string_length(args_s), 0, NULL);
-    if (!json_is_object(args)) {
-        json_decref(args);
-        return bad(x, where, "tool call arguments must encode a json object");
-    }
-    if (id != NULL && set(x, x->call_names, id, json_string(name)) < 0) {
+    rc = tool_call_args(x, at_args, get(fn, "arguments"), &args);
+    if (rc < 0)
+        return rc;
+    if (id != NULL && id[0] != '\0' && set(x, x->call_names, id, json_string(name)) < 0) {
         json_decref(args);
         return GB_ENOMEM;
     }
-    return push(x, parts, json_pack("{s:{s:s,s:o}}", "functionCall", "name", name, "args", args));
+    part = json_pack("{s:{s:s,s:o}}", "functionCall", "name", name, "args", args);
+    if (part != NULL && sig != NULL && set(x, part, "thoughtSignature", json_string(sig)) < 0) {
+        json_decref(part);
+        return GB_ENOMEM;
+    }
+    return push(x, parts, part);
+}
+
+/* The first functionCall of a model turn without a signature gets the
+ * message-level one (the Gemini-compatible endpoint puts it there), else,
+ * for Gemini 3, the documented skip signature: Gemini 3 answers 400 when
+ * the calls of the current turn come back unsigned. */
+static int sign_first_call(struct xl *x, const json_t *m, json_t *parts)
+{
+    const char *sig = signature_of(m);
+    json_t *p;
+    size_t i;
+
+    json_array_foreach(parts, i, p)
+    {
+        if (json_object_get(p, "functionCall") == NULL)
+            continue;
+        if (json_object_get(p, "thoughtSignature") != NULL)
+            return 0;
+        if (sig == NULL && x->gemini3)
+            sig = GB_CHAT_SKIP_SIGNATURE;
+        return sig ? set(x, p, "thoughtSignature", json_string(sig)) : 0;
+    }
+    return 0;
 }
 
 static int on_assistant(struct xl *x, const json_t *m)
@@ -305,6 +462,8 @@ static int on_assistant(struct xl *x, const json_t *m)
             break;
         rc = add_tool_call(x, k, tc, parts);
     }
+    if (rc == 0 && json_array_size(tcs) > 0)
+        rc = sign_first_call(x, m, parts);
     if (rc < 0) {
         json_decref(parts);
         return rc;
@@ -313,16 +472,17 @@ static int on_assistant(struct xl *x, const json_t *m)
 }
 
 /* Tool result text -> the functionResponse "response": a JSON object as it
- * is, anything else wrapped as {"result": text}. */
+ * is, other JSON as {"result": value}, anything else as {"result": text}. */
 static json_t *tool_response(const struct gb_buf *text)
 {
     json_t *v = NULL;
 
     if (text->len > 0)
-        v = json_loadb(text->data, text->len, 0, NULL);
+        v = json_loadb(text->data, text->len, JSON_DECODE_ANY, NULL);
     if (json_is_object(v))
         return v;
-    json_decref(v);
+    if (v != NULL)
+        return json_pack("{s:o}", "result", v);
     return json_pack("{s:s%}", "result", text->len ? text->data : "", text->len);
 }
 
@@ -440,12 +600,13 @@ static int add_messages(struct xl *x, const json_t *oai, json_t *body)
     return add_system(x, body);
 }
 
-/* ---- 3. request: tools, tool_choice ------------------------------------- */
+/* ---- 4. request: tools, tool_choice ------------------------------------- */
 
 /* {"type":"function","function":{name, description, parameters}} ->
- * {name, description, parametersJsonSchema}.  parametersJsonSchema takes
- * OpenAI's JSON Schema as it is ("parameters" wants Google's OpenAPI subset
- * and refuses additionalProperties, $schema, ...). */
+ * {name, description, parameters}: the JSON Schema cleaned into Gemini's
+ * Schema subset (schema.h), left out when it declares no parameters
+ * (Gemini refuses an OBJECT without properties).  "strict" has no Gemini
+ * equivalent and is ignored. */
 static int add_function_decl(struct xl *x, size_t i, const json_t *t, json_t *decls)
 {
     char where[32];
@@ -453,7 +614,7 @@ static int add_function_decl(struct xl *x, size_t i, const json_t *t, json_t *de
     const char *type = json_string_value(json_object_get(t, "type"));
     const json_t *desc = get(fn, "description"), *params = get(fn, "parameters");
     const char *name = json_string_value(json_object_get(fn, "name"));
-    json_t *decl;
+    json_t *decl, *schema = NULL;
 
     snprintf(where, sizeof where, "tools[%zu]", i);
     if (type == NULL || strcmp(type, "function") != 0)
@@ -467,7 +628,13 @@ static int add_function_decl(struct xl *x, size_t i, const json_t *t, json_t *de
         return oom(x);
     if (desc != NULL && set(x, decl, "description", json_deep_copy(desc)) < 0)
         goto fail;
-    if (params != NULL && set(x, decl, "parametersJsonSchema", json_deep_copy(params)) < 0)
+    if (params != NULL && (schema = gb_schema_clean(params)) == NULL) {
+        oom(x);
+        goto fail;
+    }
+    if (schema != NULL && gb_schema_is_empty_object(schema))
+        json_decref(schema);
+    else if (schema != NULL && set(x, decl, "parameters", schema) < 0)
         goto fail;
     return push(x, decls, decl);
 fail:
@@ -502,18 +669,27 @@ static int add_function_tools(struct xl *x, const json_t *oai, json_t *tools)
     return push(x, tools, json_pack("{s:o}", "functionDeclarations", decls));
 }
 
-static int add_tools(struct xl *x, const json_t *oai, const struct gb_chat_req *out, json_t *body)
+/* Function tools, then the built-in tools: googleSearch for a "-search"
+ * model and codeExecution from opts, unless the request has function
+ * tools, which win (Gemini refuses built-in and function tools together on
+ * most models); out->builtin_dropped records that. */
+static int add_tools(struct xl *x, const json_t *oai, struct gb_chat_req *out, json_t *body)
 {
+    int code = x->opts != NULL && x->opts->code_execution;
     json_t *tools = json_array();
     int rc;
 
     if (tools == NULL)
         return oom(x);
     rc = add_function_tools(x, oai, tools);
-    if (rc == 0 && out->search)
-        rc = push(x, tools, json_pack("{s:{}}", "googleSearch"));
-    if (rc == 0 && x->opts != NULL && x->opts->code_execution)
-        rc = push(x, tools, json_pack("{s:{}}", "codeExecution"));
+    if (rc == 0 && json_array_size(tools) > 0) {
+        out->builtin_dropped = out->search || code;
+    } else {
+        if (rc == 0 && out->search)
+            rc = push(x, tools, json_pack("{s:{}}", "googleSearch"));
+        if (rc == 0 && code)
+            rc = push(x, tools, json_pack("{s:{}}", "codeExecution"));
+    }
     if (rc < 0 || json_array_size(tools) == 0) {
         json_decref(tools);
         return rc;
@@ -528,7 +704,8 @@ static const struct {
 
 /* tool_choice -> toolConfig.functionCallingConfig: "none"/"auto"/"required"
  * -> NONE/AUTO/ANY, {"type":"function","function":{"name":N}} -> ANY limited
- * to N. */
+ * to N.  parallel_tool_calls has no Gemini equivalent (Gemini decides how
+ * many calls to make) and is ignored. */
 static int add_tool_choice(struct xl *x, const json_t *oai, json_t *body)
 {
     const json_t *tc = get(oai, "tool_choice");
@@ -551,7 +728,7 @@ static int add_tool_choice(struct xl *x, const json_t *oai, json_t *body)
                          "allowedFunctionNames", name));
 }
 
-/* ---- 4. request: generationConfig --------------------------------------- */
+/* ---- 5. request: generationConfig --------------------------------------- */
 
 enum gen_kind {
     GEN_NUMBER,  /* any JSON number within [min, max] */
@@ -620,12 +797,14 @@ static int gen_value(struct xl *x, const struct gen_param *p, const json_t *v, j
 }
 
 /* response_format: json_object -> JSON mime type; json_schema -> also
- * responseJsonSchema (plain JSON Schema, like parametersJsonSchema). */
+ * responseSchema, the schema cleaned like function parameters (the field
+ * every Gemini model takes; responseJsonSchema is newer and narrower). */
 static int add_response_format(struct xl *x, const json_t *oai, json_t *gc)
 {
     const json_t *rf = get(oai, "response_format");
     const char *type = json_string_value(json_object_get(rf, "type"));
     const json_t *schema;
+    json_t *clean;
 
     if (rf == NULL || (type != NULL && strcmp(type, "text") == 0))
         return 0;
@@ -639,7 +818,63 @@ static int add_response_format(struct xl *x, const json_t *oai, json_t *gc)
     schema = json_object_get(json_object_get(rf, "json_schema"), "schema");
     if (!json_is_object(schema))
         return bad(x, "response_format", "response_format json_schema needs a schema object");
-    return set(x, gc, "responseJsonSchema", json_deep_copy(schema));
+    clean = gb_schema_clean(schema);
+    if (clean == NULL)
+        return oom(x);
+    return set(x, gc, "responseSchema", clean);
+}
+
+/* reasoning_effort -> thinkingConfig.  Gemini 3 takes a level (it cannot
+ * turn thinking off: none and minimal ask for its lowest level), earlier
+ * models a budget in tokens. */
+static const struct {
+    const char *effort;
+    int budget;        /* thinkingBudget, tokens */
+    const char *level; /* thinkingLevel (Gemini 3) */
+} efforts[] = {
+    {"none", 0, "low"},       {"minimal", 512, "low"}, {"low", 1024, "low"},
+    {"medium", 8192, "high"}, {"high", 24576, "high"},
+};
+
+/* thinkingConfig from reasoning_effort, else from opts->thinking_budget_map
+ * (exact upstream model name -> budget).  includeThoughts is asked for only
+ * when thinking is on and opts->show_thinking will show the thoughts. */
+static int add_thinking(struct xl *x, const json_t *oai, json_t *gc)
+{
+    const json_t *re = get(oai, "reasoning_effort"), *mb;
+    const char *e = json_string_value(re);
+    int show = x->opts != NULL && x->opts->show_thinking, thinking;
+    json_t *tc = NULL;
+    size_t i;
+
+    if (re != NULL) {
+        for (i = 0; e != NULL && i < sizeof efforts / sizeof efforts[0]; i++) {
+            if (strcmp(e, efforts[i].effort) == 0)
+                break;
+        }
+        if (e == NULL || i == sizeof efforts / sizeof efforts[0])
+            return bad(x, "reasoning_effort",
+                       "reasoning_effort must be none, minimal, low, medium or high");
+        thinking = x->gemini3 || efforts[i].budget != 0;
+        tc = x->gemini3 ? json_pack("{s:s}", "thinkingLevel", efforts[i].level)
+                        : json_pack("{s:i}", "thinkingBudget", efforts[i].budget);
+    } else {
+        const char *model = x->out->model;
+
+        if (strncmp(model, "models/", 7) == 0)
+            model += 7;
+        mb = x->opts ? json_object_get(x->opts->thinking_budget_map, model) : NULL;
+        if (!json_is_integer(mb))
+            return 0;
+        thinking = json_integer_value(mb) != 0;
+        tc = json_pack("{s:I}", "thinkingBudget", json_integer_value(mb));
+    }
+    if (tc != NULL && thinking && show &&
+        json_object_set_new(tc, "includeThoughts", json_true()) < 0) {
+        json_decref(tc);
+        return oom(x);
+    }
+    return set(x, gc, "thinkingConfig", tc);
 }
 
 static int add_generation_config(struct xl *x, const json_t *oai, struct gb_chat_req *out,
@@ -662,6 +897,8 @@ static int add_generation_config(struct xl *x, const json_t *oai, struct gb_chat
     }
     if (rc == 0)
         rc = add_response_format(x, oai, gc);
+    if (rc == 0)
+        rc = add_thinking(x, oai, gc);
     if (rc < 0 || json_object_size(gc) == 0) {
         json_decref(gc);
         return rc;
@@ -669,7 +906,7 @@ static int add_generation_config(struct xl *x, const json_t *oai, struct gb_chat
     return set(x, body, "generationConfig", gc);
 }
 
-/* ---- 5. request: entry point -------------------------------------------- */
+/* ---- 6. request: entry point, remote parts ------------------------------ */
 
 static int parse_model(struct xl *x, const json_t *oai, struct gb_chat_req *out)
 {
@@ -686,6 +923,7 @@ static int parse_model(struct xl *x, const json_t *oai, struct gb_chat_req *out)
         out->model[len - sfx] = '\0';
         out->search = 1;
     }
+    x->gemini3 = strstr(out->model, GB_CHAT_GEMINI3) != NULL;
     return 0;
 }
 
@@ -717,7 +955,7 @@ static int add_safety(struct xl *x, json_t *body)
 json_t *gb_chat_request_to_gemini(const json_t *oai, const struct gb_chat_opts *opts,
                                   struct gb_chat_req *out, struct gb_chat_err *err)
 {
-    struct xl x = {.opts = opts, .err = err};
+    struct xl x = {.opts = opts, .out = out, .err = err};
     json_t *body = NULL;
 
     err->message[0] = '\0';
@@ -751,7 +989,26 @@ fail:
     return NULL;
 }
 
-/* ---- 6. response: parts, usage, finish reasons -------------------------- */
+size_t gb_chat_remote_parts(json_t *gemini_body, json_t **parts, size_t max)
+{
+    json_t *content, *part;
+    size_t i, k, n = 0;
+
+    json_array_foreach(json_object_get(gemini_body, "contents"), i, content)
+    {
+        json_array_foreach(json_object_get(content, "parts"), k, part)
+        {
+            if (json_object_get(part, GB_CHAT_FETCH_KEY) == NULL)
+                continue;
+            if (n < max)
+                parts[n] = part;
+            n++;
+        }
+    }
+    return n;
+}
+
+/* ---- 7. response: parts -> content, reasoning and tool_calls, usage ---- */
 
 static const struct {
     const char *gemini;
@@ -833,44 +1090,82 @@ json_t *gb_chat_usage_from_gemini(const json_t *usage_metadata)
 
 /* What one candidate's parts add up to. */
 struct cand {
-    struct gb_buf text; /* content: non-thought text and code blocks */
-    json_t *tool_calls; /* OpenAI tool_calls, owned; empty when none */
+    struct gb_buf text;     /* content: non-thought text and code blocks */
+    struct gb_buf thoughts; /* reasoning_content: thought text, when shown */
+    json_t *tool_calls;     /* OpenAI tool_calls, owned; empty when none */
 };
 
-/* Tool call id: Gemini's functionCall.id when it has one, else derived from
- * the completion id, choice and call number (unique within the reply). */
-static json_t *tool_call_id(const json_t *fc, const char *id, json_int_t choice, int k)
+/* How one candidate's parts are read. */
+struct cand_ctx {
+    const char *id;    /* completion id: seeds generated tool call ids */
+    json_int_t choice; /* choice index */
+    int first_tool;    /* tool calls already sent on this choice (streams) */
+    int with_index;    /* 1: tool calls carry "index" (stream deltas) */
+    int show_thinking; /* 1: thought text goes to reasoning_content */
+    char prev;         /* last content byte sent before these parts, 0 if none */
+};
+
+/* GB_CHAT_TOOL_ID_RAND characters of [A-Za-z0-9] derived from (id, choice,
+ * k): FNV-1a over the three, then splitmix64 steps.  The same reply always
+ * gets the same ids, and the calls of a reply get different ones. */
+static void tool_call_rand(const char *id, json_int_t choice, int k, char *out)
+{
+    static const char set[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    uint64_t tail[2] = {(uint64_t)choice, (uint64_t)k};
+    uint64_t h = 0xcbf29ce484222325ULL, z;
+    const unsigned char *p;
+    size_t i;
+
+    for (p = (const unsigned char *)id; *p != '\0'; p++)
+        h = (h ^ *p) * 0x100000001b3ULL;
+    for (p = (const unsigned char *)tail; p < (const unsigned char *)(tail + 2); p++)
+        h = (h ^ *p) * 0x100000001b3ULL;
+    for (i = 0; i < GB_CHAT_TOOL_ID_RAND; i++) {
+        z = (h += 0x9e3779b97f4a7c15ULL);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        out[i] = set[(z ^ (z >> 31)) % 62];
+    }
+    out[GB_CHAT_TOOL_ID_RAND] = '\0';
+}
+
+/* Tool call id: Gemini's functionCall.id when it has one, else "call_" and
+ * GB_CHAT_TOOL_ID_RAND characters from tool_call_rand. */
+static json_t *tool_call_id(const json_t *fc, const struct cand_ctx *cx, int k)
 {
     const char *fid = json_string_value(json_object_get(fc, "id"));
-    char buf[160];
-    size_t plen = strlen(GB_CHAT_ID_PREFIX);
+    char buf[sizeof "call_" + GB_CHAT_TOOL_ID_RAND];
 
     if (fid != NULL && fid[0] != '\0')
         return json_string(fid);
-    if (strncmp(id, GB_CHAT_ID_PREFIX, plen) == 0)
-        id += plen;
-    snprintf(buf, sizeof buf, "call_%.100s_%lld_%d", id, (long long)choice, k);
+    memcpy(buf, "call_", 5);
+    tool_call_rand(cx->id, cx->choice, k, buf + 5);
     return json_string(buf);
 }
 
-/* functionCall -> {["index",] "id", "type", "function":{"name","arguments"}};
- * index (the call's position in the choice) is only used by stream deltas. */
-static json_t *tool_call_new(const json_t *fc, const char *id, json_int_t choice, int k,
-                             int with_index)
+/* A functionCall part -> {["index",] "id", "type", "function":{"name",
+ * "arguments"}[, "extra_content":{"google":{"thought_signature"}}]}; index
+ * (the call's position in the choice) is only used by stream deltas. */
+static json_t *tool_call_new(const json_t *part, const struct cand_ctx *cx, int k)
 {
+    const json_t *fc = json_object_get(part, "functionCall");
     const json_t *args = json_object_get(fc, "args");
     const char *name = json_string_value(json_object_get(fc, "name"));
+    const char *sig = json_string_value(json_object_get(part, "thoughtSignature"));
     char *args_s = args ? json_dumps(args, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
     json_t *tc = json_object();
     int rc = tc ? 0 : -1;
 
-    if (with_index)
+    if (cx->with_index)
         rc |= json_object_set_new(tc, "index", json_integer(k));
-    rc |= json_object_set_new(tc, "id", tool_call_id(fc, id, choice, k));
+    rc |= json_object_set_new(tc, "id", tool_call_id(fc, cx, k));
     rc |= json_object_set_new(tc, "type", json_string("function"));
     rc |= json_object_set_new(
         tc, "function",
         json_pack("{s:s,s:s}", "name", name ? name : "", "arguments", args_s ? args_s : "{}"));
+    if (sig != NULL)
+        rc |= json_object_set_new(tc, "extra_content",
+                                  json_pack("{s:{s:s}}", "google", "thought_signature", sig));
     free(args_s);
     if (rc < 0) {
         json_decref(tc);
@@ -879,62 +1174,96 @@ static json_t *tool_call_new(const json_t *fc, const char *id, json_int_t choice
     return tc;
 }
 
-/* executableCode / codeExecutionResult parts rendered as markdown blocks,
- * so code execution shows up in plain chat clients. */
-static int add_code_part(struct gb_buf *b, const json_t *part)
+/* "```<lang>\n<body>\n```\n", one trailing newline of body dropped (the
+ * fence brings its own). */
+static int code_block(struct gb_buf *b, const char *lang, const char *body)
 {
-    const json_t *ec = json_object_get(part, "executableCode");
-    const json_t *cr = json_object_get(part, "codeExecutionResult");
-    const char *lang = json_string_value(json_object_get(ec, "language"));
-    const char *s;
+    size_t n = strlen(body);
+    int rc;
 
-    if (ec != NULL) {
-        s = json_string_value(json_object_get(ec, "code"));
-        return gb_buf_printf(b, "\n```%s\n%s\n```\n",
-                             lang && strcmp(lang, "PYTHON") == 0 ? "python" : "", s ? s : "");
-    }
-    s = json_string_value(json_object_get(cr, "output"));
-    if (cr != NULL && s != NULL)
-        return gb_buf_printf(b, "\n```output\n%s\n```\n", s);
-    return 0;
+    if (n > 0 && body[n - 1] == '\n')
+        n--;
+    rc = gb_buf_printf(b, "```%s\n", lang);
+    if (rc == 0)
+        rc = gb_buf_append(b, body, n);
+    if (rc == 0)
+        rc = gb_buf_puts(b, "\n```\n");
+    return rc;
 }
 
-static int cand_part(struct cand *c, const json_t *part, const char *id, json_int_t choice,
-                     int first_tool, int with_index)
+/* executableCode -> a code block in its language (lower case), and
+ * codeExecutionResult -> an "output" block plus "Outcome: X" when X is not
+ * OUTCOME_OK, so code execution shows up in plain chat clients.  A block
+ * starts on a new line: prev is the byte before it when b is empty (the
+ * last one sent on this choice), 0 at the start. */
+static int add_code_part(struct gb_buf *b, const json_t *ec, const json_t *cr, char prev)
+{
+    const char *output = json_string_value(json_object_get(cr, "output"));
+    const char *outcome = json_string_value(json_object_get(cr, "outcome"));
+    const char *code = json_string_value(json_object_get(ec, "code"));
+    const char *lang = json_string_value(json_object_get(ec, "language"));
+    int show_output = output != NULL && output[0] != '\0';
+    int show_outcome = outcome != NULL && strcmp(outcome, "OUTCOME_OK") != 0;
+    char lower[32];
+    size_t i = 0;
+    int rc = 0;
+
+    if (ec == NULL && !show_output && !show_outcome)
+        return 0;
+    if (b->len > 0)
+        prev = b->data[b->len - 1];
+    if (prev != '\0' && prev != '\n')
+        rc = gb_buf_puts(b, "\n");
+    if (ec != NULL) {
+        if (lang != NULL && strcmp(lang, "LANGUAGE_UNSPECIFIED") != 0) {
+            for (; lang[i] != '\0' && i + 1 < sizeof lower; i++)
+                lower[i] = (char)tolower((unsigned char)lang[i]);
+        }
+        lower[i] = '\0';
+        return rc < 0 ? rc : code_block(b, lower, code ? code : "");
+    }
+    if (rc == 0 && show_output)
+        rc = code_block(b, "output", output);
+    if (rc == 0 && show_outcome)
+        rc = gb_buf_printf(b, "Outcome: %s\n", outcome);
+    return rc;
+}
+
+static int cand_part(struct cand *c, const json_t *part, const struct cand_ctx *cx)
 {
     const json_t *text = json_object_get(part, "text");
     const json_t *fc = json_object_get(part, "functionCall");
-    int k = first_tool + (int)json_array_size(c->tool_calls);
+    const json_t *ec = json_object_get(part, "executableCode");
+    const json_t *cr = json_object_get(part, "codeExecutionResult");
+    int k = cx->first_tool + (int)json_array_size(c->tool_calls);
 
     if (json_is_true(json_object_get(part, "thought")))
-        return 0;
+        return cx->show_thinking && json_is_string(text) ? buf_add_string(&c->thoughts, text) : 0;
     if (json_is_string(text))
         return buf_add_string(&c->text, text);
-    if (json_is_object(fc)) {
-        if (json_array_append_new(c->tool_calls, tool_call_new(fc, id, choice, k, with_index)) < 0)
-            return GB_ENOMEM;
-        return 0;
-    }
-    return add_code_part(&c->text, part);
+    if (json_is_object(fc))
+        return json_array_append_new(c->tool_calls, tool_call_new(part, cx, k)) < 0 ? GB_ENOMEM : 0;
+    if (json_is_object(ec) || json_is_object(cr))
+        return add_code_part(&c->text, json_is_object(ec) ? ec : NULL, cr, cx->prev);
+    return 0;
 }
 
-/* Collects a candidate's parts.  Tool calls are numbered from first_tool
- * (calls already sent on this choice, for streams).  Release with
- * cand_release even on failure. */
-static int cand_collect(struct cand *c, const json_t *cand, const char *id, json_int_t choice,
-                        int first_tool, int with_index)
+/* Collects a candidate's parts.  Release with cand_release even on
+ * failure. */
+static int cand_collect(struct cand *c, const json_t *cand, const struct cand_ctx *cx)
 {
     const json_t *parts = json_object_get(json_object_get(cand, "content"), "parts"), *p;
     size_t i;
     int rc;
 
     gb_buf_init(&c->text, GB_CHAT_TEXT_MAX);
+    gb_buf_init(&c->thoughts, GB_CHAT_TEXT_MAX);
     c->tool_calls = json_array();
     if (c->tool_calls == NULL)
         return GB_ENOMEM;
     json_array_foreach(parts, i, p)
     {
-        rc = cand_part(c, p, id, choice, first_tool, with_index);
+        rc = cand_part(c, p, cx);
         if (rc < 0)
             return rc;
     }
@@ -944,6 +1273,7 @@ static int cand_collect(struct cand *c, const json_t *cand, const char *id, json
 static void cand_release(struct cand *c)
 {
     gb_buf_release(&c->text);
+    gb_buf_release(&c->thoughts);
     json_decref(c->tool_calls);
     c->tool_calls = NULL;
 }
@@ -1000,14 +1330,24 @@ static json_t *text_or_null(const struct gb_buf *b)
     return b->len ? json_stringn(b->data, b->len) : json_null();
 }
 
-/* ---- 7. response: whole reply ------------------------------------------- */
+/* ---- 8. response: whole reply ------------------------------------------- */
 
-static json_t *choice_new(json_int_t index, json_t *content, json_t *tool_calls, json_t *finish)
+static json_t *choice_new(json_int_t index, json_t *content, const struct gb_buf *reasoning,
+                          json_t *tool_calls, json_t *finish)
 {
     json_t *msg = json_pack("{s:s,s:o}", "role", "assistant", "content", content);
 
-    if (msg != NULL && json_array_size(tool_calls) > 0)
-        json_object_set(msg, "tool_calls", tool_calls);
+    if (msg != NULL && reasoning != NULL && reasoning->len > 0 &&
+        json_object_set_new(msg, "reasoning_content",
+                            json_stringn(reasoning->data, reasoning->len)) < 0) {
+        json_decref(msg);
+        msg = NULL;
+    }
+    if (msg != NULL && json_array_size(tool_calls) > 0 &&
+        json_object_set(msg, "tool_calls", tool_calls) < 0) {
+        json_decref(msg);
+        msg = NULL;
+    }
     return json_pack("{s:I,s:o,s:n,s:o}", "index", index, "message", msg, "logprobs",
                      "finish_reason", finish);
 }
@@ -1018,11 +1358,12 @@ static json_t *choice_from_candidate(const json_t *cand, size_t pos, const char 
     const json_t *ix = json_object_get(cand, "index");
     json_int_t index = json_is_integer(ix) ? json_integer_value(ix) : (json_int_t)pos;
     const char *reason = json_string_value(json_object_get(cand, "finishReason"));
+    struct cand_ctx cx = {id, index, 0, 0, opts != NULL && opts->show_thinking, '\0'};
     struct cand c;
     json_t *sources = NULL, *choice = NULL;
     int rc;
 
-    rc = cand_collect(&c, cand, id, index, 0, 0);
+    rc = cand_collect(&c, cand, &cx);
     if (rc == 0 && opts != NULL && opts->show_search_link) {
         sources = json_array();
         rc = sources ? sources_add(sources, cand) : GB_ENOMEM;
@@ -1030,21 +1371,40 @@ static json_t *choice_from_candidate(const json_t *cand, size_t pos, const char 
             rc = sources_render(&c.text, sources);
     }
     if (rc == 0)
-        choice = choice_new(index, text_or_null(&c.text), c.tool_calls,
+        choice = choice_new(index, text_or_null(&c.text), &c.thoughts, c.tool_calls,
                             finish_json(reason, json_array_size(c.tool_calls) > 0));
     json_decref(sources);
     cand_release(&c);
     return choice;
 }
 
+static const char *block_reason(const json_t *gem)
+{
+    return json_string_value(
+        json_object_get(json_object_get(gem, "promptFeedback"), "blockReason"));
+}
+
+static int blocked_text(struct gb_buf *b, const char *reason)
+{
+    return gb_buf_printf(b, GB_CHAT_BLOCKED_FMT, reason);
+}
+
 /* No candidates: the prompt was blocked (promptFeedback.blockReason); the
- * client still gets one choice, empty and filtered. */
+ * client still gets one choice, saying so, with "content_filter".  Without
+ * a block reason the choice is empty, with "stop". */
 static json_t *blocked_choice(const json_t *gem)
 {
-    const json_t *pf = json_object_get(gem, "promptFeedback");
-    int blocked = json_is_string(json_object_get(pf, "blockReason"));
+    const char *reason = block_reason(gem);
+    struct gb_buf b;
+    json_t *choice = NULL;
 
-    return choice_new(0, json_null(), NULL, json_string(blocked ? "content_filter" : "stop"));
+    if (reason == NULL)
+        return choice_new(0, json_null(), NULL, NULL, json_string("stop"));
+    gb_buf_init(&b, GB_CHAT_TEXT_MAX);
+    if (blocked_text(&b, reason) == 0)
+        choice = choice_new(0, text_or_null(&b), NULL, NULL, json_string("content_filter"));
+    gb_buf_release(&b);
+    return choice;
 }
 
 static json_t *choices_new(const json_t *gem, const char *id, const struct gb_chat_opts *opts)
@@ -1078,7 +1438,23 @@ json_t *gb_chat_response_from_gemini(const json_t *gem, const struct gb_chat_req
                      usage_new(json_object_get(gem, "usageMetadata")));
 }
 
-/* ---- 8. stream ---------------------------------------------------------- */
+int gb_chat_response_is_empty(const json_t *gem)
+{
+    const json_t *cand;
+    size_t i;
+
+    if (block_reason(gem) != NULL)
+        return 0;
+    json_array_foreach(json_object_get(gem, "candidates"), i, cand)
+    {
+        if (json_object_get(cand, "finishReason") != NULL ||
+            json_array_size(json_object_get(json_object_get(cand, "content"), "parts")) > 0)
+            return 0;
+    }
+    return 1;
+}
+
+/* ---- 9. stream ---------------------------------------------------------- */
 
 void gb_chat_stream_init(struct gb_chat_stream *s, const struct gb_chat_req *req,
                          const struct gb_chat_opts *opts, const char *id, long long created)
@@ -1089,6 +1465,7 @@ void gb_chat_stream_init(struct gb_chat_stream *s, const struct gb_chat_req *req
     s->created = created;
     s->include_usage = req->include_usage;
     s->show_search_link = opts != NULL && opts->show_search_link;
+    s->show_thinking = opts != NULL && opts->show_thinking;
     s->n = req->n;
 }
 
@@ -1126,8 +1503,9 @@ static json_t *chunk_new(const struct gb_chat_stream *s, json_t *choices)
 }
 
 /* delta of one choice: role on its first chunk (with content "" or null
- * when there is nothing to say yet), content when there is text, tool_calls
- * when the event called tools. */
+ * when there is nothing to say yet), content when there is text,
+ * reasoning_content when there are thoughts to show, tool_calls when the
+ * event called tools. */
 static json_t *delta_new(const struct gb_chat_stream *s, int idx, struct cand *c)
 {
     json_t *d = json_object();
@@ -1141,6 +1519,9 @@ static json_t *delta_new(const struct gb_chat_stream *s, int idx, struct cand *c
     }
     if (c->text.len > 0)
         rc |= json_object_set_new(d, "content", json_stringn(c->text.data, c->text.len));
+    if (c->thoughts.len > 0)
+        rc |= json_object_set_new(d, "reasoning_content",
+                                  json_stringn(c->thoughts.data, c->thoughts.len));
     if (has_tools)
         rc |= json_object_set(d, "tool_calls", c->tool_calls);
     if (rc < 0) {
@@ -1164,6 +1545,8 @@ static int stream_choice(struct gb_chat_stream *s, int idx, struct cand *c, cons
     if (rc == 0) {
         s->role_sent[idx] = 1;
         s->tool_calls[idx] += ntools;
+        if (c->text.len > 0)
+            s->last_char[idx] = c->text.data[c->text.len - 1];
     }
     return rc;
 }
@@ -1192,34 +1575,40 @@ static int stream_candidate(struct gb_chat_stream *s, const json_t *cand, size_t
     json_int_t index = json_is_integer(ix) ? json_integer_value(ix) : (json_int_t)pos;
     const char *reason = json_string_value(json_object_get(cand, "finishReason"));
     json_t *sources = NULL;
+    struct cand_ctx cx = {s->id, index, 0, 1, s->show_thinking, '\0'};
     struct cand c;
     int idx, rc;
 
     if (index < 0 || index >= GB_CHAT_MAX_CHOICES)
         return 0;
     idx = (int)index;
-    rc = cand_collect(&c, cand, s->id, index, s->tool_calls[idx], 1);
+    cx.first_tool = s->tool_calls[idx];
+    cx.prev = s->last_char[idx];
+    rc = cand_collect(&c, cand, &cx);
     if (rc == 0 && s->show_search_link)
         rc = stream_sources(s, idx, cand, &sources);
     if (rc == 0 && reason != NULL)
         rc = sources_render(&c.text, sources);
-    if (rc == 0 && (reason != NULL || c.text.len > 0 || json_array_size(c.tool_calls) > 0 ||
-                    !s->role_sent[idx]))
+    if (rc == 0 && (reason != NULL || c.text.len > 0 || c.thoughts.len > 0 ||
+                    json_array_size(c.tool_calls) > 0 || !s->role_sent[idx]))
         rc = stream_choice(s, idx, &c, reason, out);
     cand_release(&c);
     return rc;
 }
 
-/* A blocked prompt has no candidates: close choice 0 as filtered (any
- * reason maps to content_filter, whatever blockReason says). */
-static int stream_blocked(struct gb_chat_stream *s, struct gb_buf *out)
+/* A blocked prompt has no candidates: choice 0 says so and closes as
+ * filtered (any reason maps to content_filter, whatever blockReason says). */
+static int stream_blocked(struct gb_chat_stream *s, const char *reason, struct gb_buf *out)
 {
     struct cand c;
     int rc;
 
-    gb_buf_init(&c.text, 0);
+    gb_buf_init(&c.text, GB_CHAT_TEXT_MAX);
+    gb_buf_init(&c.thoughts, 0);
     c.tool_calls = json_array();
-    rc = c.tool_calls ? stream_choice(s, 0, &c, "SAFETY", out) : GB_ENOMEM;
+    rc = c.tool_calls ? blocked_text(&c.text, reason) : GB_ENOMEM;
+    if (rc == 0)
+        rc = stream_choice(s, 0, &c, "SAFETY", out);
     cand_release(&c);
     return rc;
 }
@@ -1228,7 +1617,6 @@ int gb_chat_stream_event(struct gb_chat_stream *s, const json_t *event, struct g
 {
     const json_t *um = json_object_get(event, "usageMetadata");
     const json_t *cands = json_object_get(event, "candidates"), *cand;
-    const json_t *pf = json_object_get(event, "promptFeedback");
     size_t i;
     int rc;
 
@@ -1241,8 +1629,8 @@ int gb_chat_stream_event(struct gb_chat_stream *s, const json_t *event, struct g
             return GB_ENOMEM;
     }
     if (json_array_size(cands) == 0) {
-        if (json_is_string(json_object_get(pf, "blockReason")))
-            return stream_blocked(s, out);
+        if (block_reason(event) != NULL)
+            return stream_blocked(s, block_reason(event), out);
         return 0;
     }
     json_array_foreach(cands, i, cand)

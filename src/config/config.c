@@ -17,10 +17,21 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "keypool/keypool.h"
 
 /* ---- the table ---------------------------------------------------------- */
 
-enum cfg_type { T_STR, T_LONG, T_BOOL, T_LIST, T_JSON_ARRAY, T_BYTES, T_LOGLEVEL, T_LOGFORMAT };
+enum cfg_type {
+    T_STR,
+    T_LONG,
+    T_BOOL,
+    T_LIST,
+    T_JSON_ARRAY,
+    T_BYTES,
+    T_LOGLEVEL,
+    T_LOGFORMAT,
+    T_STRATEGY
+};
 
 struct cfg_row {
     const char *name;
@@ -78,6 +89,24 @@ static const struct cfg_row rows[] = {
      "send an SSE comment when a stream is silent this long (0: never)"},
     {"FAKE_STREAM_ENABLED", NULL, T_BOOL, F(fake_stream), "false", 0, 0,
      "answer stream requests from a non-stream upstream call, with keep-alives meanwhile"},
+    {"KEY_STRATEGY", NULL, T_STRATEGY, F(key_strategy), "round_robin", 0, 0,
+     "how the next key is chosen: round_robin, random or least_used"},
+    {"KEY_RPM_LIMIT", NULL, T_LONG, F(key_rpm_limit), "0", 0, 1000000,
+     "requests per minute sent to one key at most (0: no limit)"},
+    {"KEY_RPD_LIMIT", NULL, T_LONG, F(key_rpd_limit), "0", 0, 100000000,
+     "requests per day (Pacific time) sent to one key at most (0: no limit)"},
+    {"CHECK_INTERVAL_HOURS", NULL, T_LONG, F(check_interval_hours), "1", 0, 720,
+     "hours between re-checks of disabled keys (0: never)"},
+    {"TEST_MODEL", NULL, T_STR, F(test_model), "gemini-2.5-flash-lite", 0, 0,
+     "model used to re-check disabled keys"},
+    {"DATA_DIR", NULL, T_STR, F(data_dir), "./data", 0, 0,
+     "directory of the SQLite database (key health, logs, usage)"},
+    {"REQUEST_LOG_DAYS", NULL, T_LONG, F(request_log_days), "30", 1, 3650,
+     "days the request log is kept"},
+    {"ERROR_LOG_DAYS", NULL, T_LONG, F(error_log_days), "7", 1, 3650,
+     "days the error log is kept"},
+    {"METRICS_TOKEN", NULL, T_STR, F(metrics_token), "", 0, 0,
+     "token required for /metrics (empty: open; the admin token always works)"},
     {"LOG_LEVEL", NULL, T_LOGLEVEL, F(log_level), "info", 0, 0, "debug, info, warn or error"},
     {"LOG_FORMAT", NULL, T_LOGFORMAT, F(log_json), "text", 0, 0, "text or json"},
 };
@@ -256,6 +285,14 @@ static int parse_value(const struct cfg_row *r, const char *v, struct gb_config 
         }
         *(long *)field = rc;
         return 0;
+    case T_STRATEGY:
+        rc = gb_keypool_strategy_parse(v);
+        if (rc < 0) {
+            snprintf(expect, elen, "round_robin, random or least_used");
+            return GB_EPARSE;
+        }
+        *(long *)field = rc;
+        return 0;
     case T_LOGFORMAT:
         if (strcasecmp(v, "text") != 0 && strcasecmp(v, "json") != 0) {
             snprintf(expect, elen, "text or json");
@@ -399,6 +436,9 @@ void gb_config_free(struct gb_config *c)
     free(c->base_url);
     free(c->host);
     free(c->proxy);
+    free(c->test_model);
+    free(c->data_dir);
+    free(c->metrics_token);
     json_decref(c->safety_settings);
     free(c);
 }

@@ -47,6 +47,13 @@ struct gb_config {
     char *proxy;                      /* upstream proxy URL, or NULL */
     long stream_keepalive_s;          /* SSE comment after this many silent seconds; 0 = off */
     int fake_stream;                  /* stream:true runs upstream as non-stream */
+    long key_strategy;                /* enum gb_key_strategy */
+    long key_rpm_limit, key_rpd_limit; /* per key; 0 = off */
+    long check_interval_hours;        /* re-check of disabled keys; 0 = never */
+    char *test_model;                 /* model of that check */
+    char *data_dir;                   /* SQLite database directory */
+    long request_log_days, error_log_days;
+    char *metrics_token;              /* NULL: /metrics is open */
     long log_level;                   /* enum gb_log_level */
     int log_json;                     /* LOG_FORMAT=json */
 };

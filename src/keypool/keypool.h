@@ -1,11 +1,18 @@
 /*
- * keypool.h - the pool of Gemini API keys: round-robin pick, failure
- * counting, cooldowns and disabling (DESIGN.md §5).
+ * keypool.h - the pool of Gemini API keys: selection, failure counting,
+ * quota-aware cooldowns per (key, model), local rate limits, pool-wide
+ * throttling, disabling and re-enabling (DESIGN.md §5, issue 5).
  *
- * Thread-safe: one mutex guards the health fields; the key strings are
- * immutable for the pool's lifetime, so the pointers gb_keypool_key()
- * returns stay valid until gb_keypool_free().  A key is identified by its
- * index (0 .. size-1).
+ * Thread-safe: one mutex guards everything; every call is short.  A key is
+ * identified by its slot index, stable for the pool's lifetime (a deleted
+ * key's slot is never reused, and its string stays allocated until
+ * gb_keypool_free, so a request still holding the index stays safe).
+ *
+ * Cost: picking skips unusable keys through a two-level bitmap per model
+ * (one bit per key, one summary bit per 64 keys), so a pick costs a few word
+ * operations whatever the pool size (50,000 keys: at most ~13 summary words
+ * scanned); cooldown expiry is a binary heap per model.  Memory: ~2 bits per
+ * key per model seen, plus 8 bytes per key per model that ever cooled down.
  */
 #ifndef GB_KEYPOOL_KEYPOOL_H
 #define GB_KEYPOOL_KEYPOOL_H
@@ -15,58 +22,174 @@
 
 #include "config/config.h"
 
-/* Cooldown after a 429 that names no retry delay, in milliseconds. */
+/* Cooldown after a 429 that names no retry delay and no quota, in ms. */
 #define GB_KEY_DEFAULT_COOLDOWN_MS (60 * 1000)
-/* Longest cooldown a 429 can impose, in milliseconds (a day). */
-#define GB_KEY_MAX_COOLDOWN_MS (24LL * 3600 * 1000)
-/* Retry-After, in milliseconds, when every key is disabled. */
+/* Longest cooldown a 429 can impose, in ms (a day and a bit). */
+#define GB_KEY_MAX_COOLDOWN_MS (25LL * 3600 * 1000)
+/* Retry-After, in ms, when every key is disabled. */
 #define GB_KEY_ALL_DISABLED_RETRY_MS (60 * 1000)
+/* Models tracked with their own cooldowns; later ones share one slot. */
+#define GB_KEYPOOL_MAX_MODELS 32
+/* Pool-wide throttling: 429s from at least this share of the usable keys
+ * (and at least GB_THROTTLE_MIN_KEYS keys) within GB_THROTTLE_WINDOW_MS mean
+ * the upstream throttles us, not the keys. */
+#define GB_THROTTLE_WINDOW_MS 10000
+#define GB_THROTTLE_MIN_KEYS 3
+#define GB_THROTTLE_SHARE_PCT 50
+/* First and largest pool-wide backoff, in ms (it doubles while it recurs). */
+#define GB_THROTTLE_FIRST_MS 2000
+#define GB_THROTTLE_MAX_MS 60000
+/* Local limit windows, in ms. */
+#define GB_MINUTE_MS 60000LL
+#define GB_DAY_MS (24LL * 3600 * 1000)
 
 struct gb_keypool;
 
+enum gb_key_strategy { GB_PICK_ROUND_ROBIN, GB_PICK_RANDOM, GB_PICK_LEAST_USED };
+
 /* What an attempt taught us about its key. */
 enum gb_key_outcome {
-    GB_KEY_OK,       /* 2xx: consecutive failures reset */
-    GB_KEY_FAILED,   /* invalid, revoked, unauthorized: +1 failure, disabled at max */
-    GB_KEY_LIMITED,  /* 429: cooled down for cooldown_ms */
-    GB_KEY_NEUTRAL   /* 5xx, timeout, client error: not the key's fault */
+    GB_KEY_OK,      /* 2xx: consecutive failures reset */
+    GB_KEY_FAILED,  /* invalid, revoked, unauthorized: +1 failure, disabled at max */
+    GB_KEY_LIMITED, /* 429: cooled down for this model */
+    GB_KEY_NEUTRAL  /* 5xx, timeout, client error: not the key's fault */
+};
+
+/* Details of an outcome (all optional). */
+struct gb_key_report {
+    int64_t cooldown_ms; /* GB_KEY_LIMITED: from retryDelay / Retry-After; <= 0 unknown */
+    int per_day;         /* GB_KEY_LIMITED: a per-day quota: cool until the daily reset */
+    const char *error;   /* short masked text for the key's last error, or NULL */
+    int latency_ms;      /* GB_KEY_OK: how long the attempt took, or 0 */
+};
+
+/* A key's state changed in a way worth persisting.  Called without the
+ * pool's lock held, on the reporting thread. */
+struct gb_key_snapshot {
+    uint32_t idx;
+    const char *key;        /* borrowed for the call */
+    const char *id;         /* masked id */
+    int disabled, deleted, from_admin;
+    long failures;
+    const char *last_error;
+    size_t ncool;           /* cooldowns still running */
+    const char *cool_model[GB_KEYPOOL_MAX_MODELS + 1]; /* "" = every model */
+    int64_t cool_until[GB_KEYPOOL_MAX_MODELS + 1];     /* wall clock, ms */
+};
+typedef void (*gb_keypool_change_cb)(void *ud, const struct gb_key_snapshot *s);
+
+struct gb_keypool_opts {
+    long max_failures;              /* >= 1 */
+    enum gb_key_strategy strategy;
+    long rpm_limit, rpd_limit;      /* per key, 0 = off */
+    int64_t (*now_ms)(void);        /* wall clock in ms; NULL = the real one (tests inject) */
+    gb_keypool_change_cb on_change; /* may be NULL */
+    void *ud;
 };
 
 struct gb_keypool_stats {
     size_t total, usable, cooling, disabled;
+    int throttled;
+    int64_t throttle_ms_left;
 };
 
-/* Builds a pool from the key list (duplicates dropped).  max_failures >= 1.
- * Returns NULL on out-of-memory.  An empty pool is valid. */
-struct gb_keypool *gb_keypool_new(const struct gb_strlist *keys, long max_failures);
+/* One key as the admin API shows it (no secret). */
+struct gb_key_info {
+    uint32_t idx;
+    char id[32];
+    int disabled, from_admin;
+    long failures;
+    char last_error[160];
+    int64_t requests, successes;
+    int64_t minute_count, day_count; /* in the local-limit windows */
+    int latency_ms;                  /* moving average */
+    int64_t last_used_ms;
+    size_t ncool;
+    char cool_model[GB_KEYPOOL_MAX_MODELS + 1][64];
+    int64_t cool_until[GB_KEYPOOL_MAX_MODELS + 1];
+};
+
+/* Builds a pool from the key list (duplicates dropped).  Returns NULL on
+ * out-of-memory.  An empty pool is valid. */
+struct gb_keypool *gb_keypool_new(const struct gb_strlist *keys, const struct gb_keypool_opts *o);
 
 void gb_keypool_free(struct gb_keypool *kp);
 
-/* Number of keys in the pool. */
-size_t gb_keypool_size(const struct gb_keypool *kp);
+/* Keys in the pool (deleted ones not counted). */
+size_t gb_keypool_size(struct gb_keypool *kp);
+/* Slots ever used (indices are 0 .. slots-1). */
+size_t gb_keypool_slots(struct gb_keypool *kp);
 
 /*
- * Picks the next usable key in round-robin order, preferring keys not in
- * tried[0..ntried) (keys this request already used); a tried key is picked
- * again only when no other is usable.  Returns 0 with *idx set;
- * GB_ENOKEY when the pool is empty; GB_EBUSY when every key is disabled or
- * cooling, with *retry_after_ms set to when the first one cools off.
+ * Picks a usable key for model (NULL or "": ignore per-model cooldowns, as
+ * for a model list), by the pool's strategy, preferring keys not in
+ * tried[0..ntried).  Counts the pick against the local limits.  Returns 0
+ * with *idx; GB_ENOKEY when the pool is empty; GB_EBUSY when every key is
+ * disabled, cooling or at its local limit for that model; GB_EAGAIN while a
+ * pool-wide throttle is on.  On GB_EBUSY/GB_EAGAIN *retry_after_ms says when
+ * to come back.
  */
-int gb_keypool_pick(struct gb_keypool *kp, const uint32_t *tried, size_t ntried, uint32_t *idx,
-                    int64_t *retry_after_ms);
+int gb_keypool_pick(struct gb_keypool *kp, const char *model, const uint32_t *tried,
+                    size_t ntried, uint32_t *idx, int64_t *retry_after_ms);
 
-/* The key string at idx (borrowed, valid for the pool's lifetime). */
-const char *gb_keypool_key(const struct gb_keypool *kp, uint32_t idx);
+/* Copies the key string at idx into out (outlen bytes; keys longer than
+ * that are cut).  Returns out. */
+char *gb_keypool_key(struct gb_keypool *kp, uint32_t idx, char *out, size_t outlen);
 
-/* A masked id for logs, e.g. "#3...Ab12" (borrowed, same lifetime). */
-const char *gb_keypool_key_id(const struct gb_keypool *kp, uint32_t idx);
+/* A masked id for logs, e.g. "#3...Ab12" (borrowed, stays valid until
+ * gb_keypool_free). */
+const char *gb_keypool_key_id(struct gb_keypool *kp, uint32_t idx);
 
-/* Records the outcome of an attempt.  cooldown_ms is used with
- * GB_KEY_LIMITED (<= 0: the default cooldown). */
-void gb_keypool_report(struct gb_keypool *kp, uint32_t idx, enum gb_key_outcome outcome,
-                       int64_t cooldown_ms);
+/* Records the outcome of an attempt for model (may be NULL). */
+void gb_keypool_report(struct gb_keypool *kp, uint32_t idx, const char *model,
+                       enum gb_key_outcome outcome, const struct gb_key_report *rep);
 
-/* Counts keys by state. */
+/* Counts keys by state (cooling: cooling for at least one model or at a
+ * local limit). */
 void gb_keypool_stats(struct gb_keypool *kp, struct gb_keypool_stats *out);
+
+/* --- administration ------------------------------------------------- */
+
+/* Adds a key.  Returns its index (>= 0), or GB_EINVAL for a malformed key
+ * (empty, blanks or control characters, over 256 bytes), GB_EAGAIN when it
+ * is already in the pool (*idx... returned in *existing when not NULL), or
+ * GB_ENOMEM.  from_admin marks keys added at run time. */
+int gb_keypool_add(struct gb_keypool *kp, const char *key, int from_admin, uint32_t *existing);
+
+/* Removes the key at idx from selection (its slot stays). */
+int gb_keypool_delete(struct gb_keypool *kp, uint32_t idx);
+
+/* Enables or disables by hand; enabling also clears failures and cooldowns. */
+int gb_keypool_set_disabled(struct gb_keypool *kp, uint32_t idx, int disabled);
+
+/* Resets the failure count (and the last error). */
+int gb_keypool_reset_failures(struct gb_keypool *kp, uint32_t idx);
+
+/* Finds a key by its string; returns 0 with *idx, or GB_EINVAL. */
+int gb_keypool_find(struct gb_keypool *kp, const char *key, uint32_t *idx);
+
+/* Fills info for idx; returns 0, or GB_EINVAL for a deleted/unknown slot. */
+int gb_keypool_info(struct gb_keypool *kp, uint32_t idx, struct gb_key_info *info);
+
+/* Lists the indices of disabled keys (up to max); returns the count. */
+size_t gb_keypool_disabled(struct gb_keypool *kp, uint32_t *out, size_t max);
+
+/* Restores a persisted state (start-up): disabled flag, failures, last error,
+ * cooldowns (wall-clock until; model "" = all models). */
+void gb_keypool_restore(struct gb_keypool *kp, uint32_t idx, int disabled, long failures,
+                        const char *last_error, size_t ncool, const char *const *models,
+                        const int64_t *until_ms);
+
+/* Makes the pool hold exactly the keys of list among those not added by an
+ * admin (SIGHUP reload): new ones are added, missing ones deleted.  Returns
+ * the number of changes. */
+size_t gb_keypool_sync(struct gb_keypool *kp, const struct gb_strlist *list);
+
+/* The next daily quota reset (midnight US Pacific time) after t (ms since
+ * the epoch, UTC), in ms since the epoch. */
+int64_t gb_keypool_pacific_midnight_after(int64_t t);
+
+/* Parses KEY_STRATEGY; returns the strategy or -1. */
+int gb_keypool_strategy_parse(const char *s);
 
 #endif

@@ -32,6 +32,8 @@ struct gb_req;
 #define GB_UPSTREAM_BODY_MAX (64u * 1024 * 1024)
 /* Client output queued before the upstream read is paused, in bytes. */
 #define GB_STREAM_HIGH_WATER (256u * 1024)
+/* Largest client output waiting for one flush (r->out), in bytes. */
+#define GB_REQ_OUT_MAX (64u * 1024 * 1024)
 /* Longest Content-Type we relay, in bytes. */
 #define GB_CTYPE_MAX 128
 /* Longest request path we route on, in bytes. */
@@ -106,6 +108,9 @@ struct gb_req {
     int round_attempts;    /* attempts of the current upstream request (retry budget) */
     uint32_t key_idx;
     int has_key;
+    const char *pool_model; /* model the key pool tracks cooldowns for (borrowed from this
+                               request), NULL for none */
+    int64_t attempt_t0_us;
     struct event *backoff; /* owned */
     struct gb_sse_parser sse;
     int sse_init;

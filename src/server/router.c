@@ -245,6 +245,7 @@ void gb_router_on_request(struct evhttp_request *ev, void *arg)
     r->ev = ev;
     r->evcon = evhttp_request_get_connection(ev);
     r->t0_us = gb_now_us();
+    gb_buf_init(&r->out, GB_REQ_OUT_MAX);
     r->status = 0;
     w->active++;
     snprintf(r->method, sizeof r->method, "%s", method_name(evhttp_request_get_command(ev)));

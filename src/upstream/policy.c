@@ -12,6 +12,7 @@
 #include "upstream/policy.h"
 
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,6 +49,24 @@ static const char *detail_field(json_t *root, const char *type_suffix, const cha
     return NULL;
 }
 
+/* 1 when a QuotaFailure violation names a per-day quota
+ * (e.g. GenerateRequestsPerDayPerProjectPerModel-FreeTier). */
+static int quota_per_day(json_t *root)
+{
+    json_t *details = json_object_get(json_object_get(root, "error"), "details");
+    json_t *d, *viol;
+    size_t i, j;
+
+    json_array_foreach(details, i, d) {
+        json_array_foreach(json_object_get(d, "violations"), j, viol) {
+            const char *q = json_string_value(json_object_get(viol, "quotaId"));
+            if (q != NULL && strstr(q, "PerDay") != NULL)
+                return 1;
+        }
+    }
+    return 0;
+}
+
 static json_t *parse_error_body(const char *body, size_t len)
 {
     json_t *root;
@@ -79,8 +98,12 @@ void gb_policy_classify(CURLcode result, long status, const char *body, size_t l
         v->key = GB_KEY_OK;
         return;
     }
-    if (status == 400 || status == 429) {
-        root = parse_error_body(body, len);
+    root = parse_error_body(body, len);
+    {
+        const char *reason = detail_field(root, "google.rpc.ErrorInfo", "reason");
+        const char *st =
+            json_string_value(json_object_get(json_object_get(root, "error"), "status"));
+        snprintf(v->reason, sizeof v->reason, "%s", reason ? reason : st ? st : "");
     }
     if (status == 400) {
         const char *reason = detail_field(root, "google.rpc.ErrorInfo", "reason");
@@ -100,6 +123,7 @@ void gb_policy_classify(CURLcode result, long status, const char *body, size_t l
         v->retry = 1;
         v->cooldown_ms = gb_policy_parse_duration(detail_field(root, "google.rpc.RetryInfo",
                                                                "retryDelay"));
+        v->per_day = quota_per_day(root);
         if (v->cooldown_ms < 0)
             v->cooldown_ms = retry_after_ms > 0 ? retry_after_ms : 0;
     } else if (status >= 500 || status == 0) {

@@ -19,6 +19,8 @@ struct gb_verdict {
     int retry;               /* 1: try again (on another key when one exists) */
     int backoff;             /* 1: wait GB_RETRY_BACKOFF_MS before that attempt */
     int64_t cooldown_ms;     /* with GB_KEY_LIMITED: from retryDelay/Retry-After, 0 = default */
+    int per_day;             /* with GB_KEY_LIMITED: a per-day quota was hit */
+    char reason[64];         /* ErrorInfo reason or error status, e.g. API_KEY_INVALID */
 };
 
 /*

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "server/worker.h"
@@ -163,7 +164,7 @@ static void stream_error_event(struct gb_req *r, const char *msg, int code)
  * the key scrubbed, should Google ever echo it). */
 static void reply_error_raw(struct gb_req *r)
 {
-    const struct gb_keypool *pool = r->w->ctx->pool;
+    struct gb_keypool *pool = r->w->ctx->pool;
     int status = (int)r->up_status;
 
     r->error = "upstream error";
@@ -172,15 +173,18 @@ static void reply_error_raw(struct gb_req *r)
                      "upstream answered %d with no body", status);
         return;
     }
-    if (r->has_key)
-        scrub(r->up_body.data, gb_keypool_key(pool, r->key_idx));
+    if (r->has_key) {
+        char key[GB_KEY_HEADER_MAX];
+        scrub(r->up_body.data, gb_keypool_key(pool, r->key_idx, key, sizeof key));
+        memset(key, 0, sizeof key);
+    }
     gb_req_reply(r, status, r->up_ctype[0] ? r->up_ctype : "application/json; charset=UTF-8",
                  r->up_body.data, strlen(r->up_body.data));
 }
 
 void gb_upstream_reply_error(struct gb_req *r)
 {
-    const struct gb_keypool *pool = r->w->ctx->pool;
+    struct gb_keypool *pool = r->w->ctx->pool;
     json_t *root = NULL, *err;
     const char *gstatus = NULL;
     char msg[1024];
@@ -204,8 +208,11 @@ void gb_upstream_reply_error(struct gb_req *r)
              json_string_value(json_object_get(err, "message"))
                  ? json_string_value(json_object_get(err, "message"))
                  : "upstream error");
-    if (r->has_key)
-        scrub(msg, gb_keypool_key(pool, r->key_idx));
+    if (r->has_key) {
+        char key[GB_KEY_HEADER_MAX];
+        scrub(msg, gb_keypool_key(pool, r->key_idx, key, sizeof key));
+        memset(key, 0, sizeof key);
+    }
     if (status < 400 || status > 599)
         status = 502;
     gb_req_error(r, status, gstatus, NULL, "%s", msg);
@@ -240,6 +247,23 @@ static void end_relay(struct gb_req *r, CURLcode result)
     gb_req_stream_end(r);
 }
 
+/* Tells the key pool what the attempt taught us about its key. */
+static void report_attempt(struct gb_req *r, const struct gb_verdict *v, CURLcode result,
+                           long status)
+{
+    struct gb_key_report rep = {v->cooldown_ms, v->per_day, NULL, 0};
+    char err[160];
+
+    if (v->key == GB_KEY_OK)
+        rep.latency_ms = (int)((gb_now_us() - r->attempt_t0_us) / 1000);
+    if (status >= 400)
+        snprintf(err, sizeof err, "%ld %s", status, v->reason[0] ? v->reason : "error");
+    else
+        snprintf(err, sizeof err, "%s", curl_easy_strerror(result));
+    rep.error = err;
+    gb_keypool_report(r->w->ctx->pool, r->key_idx, r->pool_model, v->key, &rep);
+}
+
 static void on_done(void *ud, CURLcode result)
 {
     struct gb_req *r = ud;
@@ -254,7 +278,8 @@ static void on_done(void *ud, CURLcode result)
     r->xfer.easy = NULL;
 
     if (r->relaying) {
-        gb_keypool_report(ctx->pool, r->key_idx, GB_KEY_OK, 0);
+        struct gb_key_report ok = {0, 0, NULL, (int)((gb_now_us() - r->attempt_t0_us) / 1000)};
+        gb_keypool_report(ctx->pool, r->key_idx, r->pool_model, GB_KEY_OK, &ok);
         end_relay(r, result);
         return;
     }
@@ -265,7 +290,7 @@ static void on_done(void *ud, CURLcode result)
         v.retry = r->error == NULL;
         v.backoff = 1;
     }
-    gb_keypool_report(ctx->pool, r->key_idx, v.key, v.cooldown_ms);
+    report_attempt(r, &v, result, status);
     if (v.key == GB_KEY_OK && result == CURLE_OK) {
         if (r->up_stream) {
             gb_req_set_state(r, GB_REQ_RELAY);
@@ -303,11 +328,12 @@ static int setup_easy(struct gb_req *r, const char *key)
 {
     const struct gb_config *cfg = r->w->ctx->cfg;
     struct curl_slist *h = NULL, *t;
-    char line[GB_KEY_HEADER_MAX];
+    char line[GB_KEY_HEADER_MAX + 32];
     CURL *e = r->easy;
 
     snprintf(line, sizeof line, "x-goog-api-key: %s", key);
     h = curl_slist_append(h, line);
+    memset(line, 0, sizeof line); /* the list holds its own copy */
     if (h != NULL && r->up_payload != NULL && (t = curl_slist_append(h, "Content-Type: application/json")))
         h = t;
     if (h != NULL && (t = curl_slist_append(h, "Expect:")) != NULL)
@@ -343,16 +369,30 @@ static int setup_easy(struct gb_req *r, const char *key)
 static void attempt(struct gb_req *r)
 {
     struct gb_ctx *ctx = r->w->ctx;
+    char key[GB_KEY_HEADER_MAX];
     int64_t retry_ms = 0;
     uint32_t idx;
     int rc;
 
     gb_req_set_state(r, GB_REQ_ATTEMPT);
-    rc = gb_keypool_pick(ctx->pool, r->tried, r->ntried, &idx, &retry_ms);
+    rc = gb_keypool_pick(ctx->pool, r->pool_model, r->tried, r->ntried, &idx, &retry_ms);
     if (rc == GB_ENOKEY) {
         r->error = "no api keys";
         gb_req_error(r, 503, "no_api_keys", NULL,
                      "no API keys configured: add them to .env (API_KEYS)");
+        return;
+    }
+    if (rc == GB_EAGAIN) {
+        char secs[24];
+        snprintf(secs, sizeof secs, "%lld", (long long)((retry_ms + 999) / 1000));
+        if (r->ev != NULL)
+            evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Retry-After", secs);
+        r->error = "upstream throttling the gateway";
+        gb_req_error(r, 429, r->api == GB_API_GEMINI ? "RESOURCE_EXHAUSTED" : "rate_limit_exceeded",
+                     NULL,
+                     "the upstream is throttling this gateway (most keys answered 429 at once); "
+                     "retry in %s s",
+                     secs);
         return;
     }
     if (rc == GB_EBUSY) {
@@ -381,9 +421,12 @@ static void attempt(struct gb_req *r)
     r->up_ctype[0] = '\0';
     gb_buf_release(&r->up_body);
     gb_buf_init(&r->up_body, r->up_stream ? GB_UPSTREAM_ERROR_MAX : GB_UPSTREAM_BODY_MAX);
+    r->attempt_t0_us = gb_now_us();
     r->easy = gb_curlev_easy_get(r->w->curl);
-    if (r->easy == NULL || setup_easy(r, gb_keypool_key(ctx->pool, idx)) < 0 ||
-        gb_curlev_add(r->w->curl, &r->xfer, r->easy, on_done, r) < 0) {
+    gb_keypool_key(ctx->pool, idx, key, sizeof key);
+    rc = r->easy == NULL ? GB_ENOMEM : setup_easy(r, key);
+    memset(key, 0, sizeof key);
+    if (rc < 0 || gb_curlev_add(r->w->curl, &r->xfer, r->easy, on_done, r) < 0) {
         gb_curlev_easy_put(r->w->curl, r->easy);
         r->easy = NULL;
         r->error = "cannot start upstream request";

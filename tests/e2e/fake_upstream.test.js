@@ -5,10 +5,11 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import {
-    startFakeUpstream, request, echoText, UTF8_TEXT, fixtureModelIds, waitFor, REPO_DIR, T_SHORT, HOOK,
+    startFakeUpstream, request, echoText, UTF8_TEXT, fixtureModelIds, waitFor, REPO_DIR, FIXTURES_DIR, T_SHORT, HOOK,
 } from './lib/harness.js';
 
 const GEN = { contents: [{ role: 'user', parts: [{ text: 'hello there' }] }] };
@@ -133,6 +134,24 @@ describe('fake upstream', () => {
         assert.equal(r.json.candidates[0].finishReason, 'SAFETY');
         r = await post('thinking', 'generateContent', 'good-x');
         assert.equal(r.json.candidates[0].content.parts[0].thought, true);
+    });
+
+    test('function-call model: the fixture functionCall, then the echo of the functionResponse', { timeout: T_SHORT }, async () => {
+        const fixture = fs.readFileSync(path.join(FIXTURES_DIR, 'gemini', 'generate-content-function-call.json'), 'utf8');
+        let r = await post('function-call', 'generateContent', 'good-x');
+        assert.equal(r.status, 200);
+        assert.equal(r.text, fixture);
+        r = await post('function-call', 'streamGenerateContent', 'good-x', GEN, '?alt=sse');
+        const events = r.text.split('\r\n\r\n').filter(Boolean).map((e) => JSON.parse(e.slice(6)));
+        assert.equal(events.length, 1);
+        assert.deepEqual(events[0].candidates[0].content.parts, [{ functionCall: { args: {}, name: 'get_user_country' } }]);
+        assert.equal(events[0].candidates[0].finishReason, 'STOP');
+        const followUp = {
+            contents: [...GEN.contents, { role: 'model', parts: [{ functionCall: { name: 'get_user_country', args: {} } }] },
+                { role: 'user', parts: [{ functionResponse: { name: 'get_user_country', response: { country: 'Iceland' } } }] }],
+        };
+        r = await post('function-call', 'generateContent', 'good-x', followUp);
+        assert.equal(r.json.candidates[0].content.parts[0].text, echoText('{"country":"Iceland"}'));
     });
 
     test('countTokens, embedContent, batchEmbedContents', { timeout: T_SHORT }, async () => {

@@ -97,7 +97,9 @@ function loadFixtures(dir) {
         embedContent: json('embed-content.json'),
         batchEmbed: json('batch-embed-contents.json'),
         safetyBlocked: json('generate-content-safety-blocked.json'),
+        functionCall: text('generate-content-function-call.json'),
     };
+    fx.functionCallParts = JSON.parse(fx.functionCall).candidates[0].content.parts;
     return fx;
 }
 
@@ -171,6 +173,14 @@ function splitPoints(buf) {
 function textsOf(content) {
     if (!content || !Array.isArray(content.parts)) return [];
     return content.parts.filter((p) => typeof p.text === 'string').map((p) => p.text);
+}
+
+/* The first functionResponse part of the last contents entry, or null. */
+function lastFunctionResponse(contents) {
+    const last = contents.length ? contents[contents.length - 1] : null;
+    if (!last || !Array.isArray(last.parts)) return null;
+    const part = last.parts.find((p) => p && p.functionResponse);
+    return part ? part.functionResponse : null;
 }
 
 /* ------------------------------------------------------------------ */
@@ -346,6 +356,10 @@ function createFake(opts = {}) {
             } else if (model === 'finish-safety') {
                 parts = null;
                 finish = 'SAFETY';
+            } else if (model === 'function-call' && !lastFunctionResponse(contents)) {
+                parts = fx.functionCallParts.map((p) => JSON.parse(JSON.stringify(p)));
+            } else if (model === 'function-call') {
+                parts = [{ text: echoText(JSON.stringify(lastFunctionResponse(contents).response), i) }];
             } else {
                 let t = echoText(userText, i);
                 const stops = Array.isArray(gc.stopSequences) ? gc.stopSequences : [];
@@ -367,7 +381,7 @@ function createFake(opts = {}) {
         }
         let outWords = 0;
         for (const c of cands) {
-            for (const p of c.parts || []) if (!p.thought) outWords += countWords(p.text);
+            for (const p of c.parts || []) if (!p.thought && typeof p.text === 'string') outWords += countWords(p.text);
         }
         const usage = {
             promptTokenCount: promptTokens,
@@ -379,6 +393,8 @@ function createFake(opts = {}) {
         const search = tools.some((t) => t && (t.googleSearch || t.google_search));
         return {
             n, cands, usage, model,
+            /* function-call model asked for a call: the fixture, verbatim (non-stream) */
+            fixtureText: model === 'function-call' && n === 1 && !lastFunctionResponse(contents) ? fx.functionCall : null,
             responseId: `fake-${rec.seq}-${Date.now().toString(36)}`,
             grounding: search ? GROUNDING : null,
         };
@@ -412,7 +428,7 @@ function createFake(opts = {}) {
             if (!c.parts) return [null]; /* blocked: one event with empty content */
             const evs = [];
             for (const p of c.parts) {
-                if (p.thought) {
+                if (p.thought || typeof p.text !== 'string') {
                     evs.push([{ ...p }]);
                     continue;
                 }
@@ -510,7 +526,7 @@ function createFake(opts = {}) {
     }
 
     async function serveGenerate(rec, res, plan) {
-        const text = JSON.stringify(generateBody(plan), null, 2) + '\n';
+        const text = plan.fixtureText || JSON.stringify(generateBody(plan), null, 2) + '\n';
         const buf = Buffer.from(text, 'utf8');
         rec.status = 200;
         rec.response = text;

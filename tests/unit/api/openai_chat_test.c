@@ -10,6 +10,7 @@
  */
 #include "test.h"
 
+#include <ctype.h>
 #include <jansson.h>
 
 #include "api/openai_chat.h"
@@ -185,6 +186,58 @@ static const json_t *check_chunk(const json_t *c, const char *model)
     return json_object_get(choice0(c), "delta");
 }
 
+/* Checks every generated tool call id under v ("call_" and 24 characters
+ * of [A-Za-z0-9]; ids Gemini gave are left alone) and replaces it with
+ * "call_ID", so rows can be compared whole. */
+static void normalize_call_ids(json_t *v)
+{
+    const char *k;
+    json_t *x, *tc;
+    size_t i, n;
+
+    if (json_is_array(v)) {
+        json_array_foreach(v, i, x)
+        {
+            normalize_call_ids(x);
+        }
+        return;
+    }
+    json_array_foreach(json_object_get(v, "tool_calls"), i, tc)
+    {
+        const char *id = json_string_value(json_object_get(tc, "id"));
+
+        assert_non_null(id);
+        if (strncmp(id, "call_", 5) != 0 || strlen(id) != 29)
+            continue;
+        for (n = 5; n < 29; n++) {
+            if (!isalnum((unsigned char)id[n]))
+                fail_msg("tool call id %s: not alphanumeric", id);
+        }
+        json_object_set_new(tc, "id", json_string("call_ID"));
+    }
+    json_object_foreach(v, k, x)
+    {
+        if (strcmp(k, "tool_calls") != 0)
+            normalize_call_ids(x);
+    }
+}
+
+static const char *signature_of_call(const json_t *tc)
+{
+    return json_string_value(json_object_get(
+        json_object_get(json_object_get(tc, "extra_content"), "google"), "thought_signature"));
+}
+
+/* parts of candidate 0 of events[i] (or of a single reply when events is an
+ * object). */
+static const json_t *fixture_parts(const json_t *events, size_t i)
+{
+    const json_t *ev = json_is_array(events) ? json_array_get(events, i) : events;
+
+    return json_object_get(
+        json_object_get(json_array_get(json_object_get(ev, "candidates"), 0), "content"), "parts");
+}
+
 static struct gb_chat_req req_for(const char *model, int include_usage)
 {
     struct gb_chat_req r;
@@ -268,15 +321,30 @@ static const struct req_row req_rows[] = {
      "{'contents':[{'role':'user','parts':[{'text':'a'}]}],'tools':[{'codeExecution':{}}],"
      "'safetySettings':[{'category':'HARM_CATEGORY_HARASSMENT','threshold':'OFF'}]}",
      1, "[{'category':'HARM_CATEGORY_HARASSMENT','threshold':'OFF'}]"},
-    {"function tools, search and tool_choice required",
+    {"function tools win over search and code execution; empty parameters left out",
      "{'model':'m-search','messages':[{'role':'user','content':'a'}],'tool_choice':'required',"
      "'tools':[{'type':'function','function':{'name':'f','description':'d','parameters':"
      "{'type':'object','properties':{},'additionalProperties':false}}},"
      "{'type':'function','function':{'name':'g'}}]}",
      "{'contents':[{'role':'user','parts':[{'text':'a'}]}],'tools':[{'functionDeclarations':["
-     "{'name':'f','description':'d','parametersJsonSchema':{'type':'object','properties':{},"
-     "'additionalProperties':false}},{'name':'g'}]},{'googleSearch':{}}],"
+     "{'name':'f','description':'d'},{'name':'g'}]}],"
      "'toolConfig':{'functionCallingConfig':{'mode':'ANY'}}}",
+     1, NULL},
+    {"function parameters cleaned into Gemini's Schema",
+     "{'model':'m','messages':[{'role':'user','content':'a'}],'parallel_tool_calls':false,"
+     "'tool_choice':'auto','tools':[{'type':'function','function':{'name':'read','strict':true,"
+     "'parameters':{'$schema':'http://json-schema.org/draft-07/schema#','type':'object',"
+     "'properties':{'path':{'type':'string'},'limit':{'type':['integer','null'],'default':10}},"
+     "'required':['path','limit'],'additionalProperties':false}}}]}",
+     "{'contents':[{'role':'user','parts':[{'text':'a'}]}],'tools':[{'functionDeclarations':["
+     "{'name':'read','parameters':{'type':'object','properties':{'path':{'type':'string'},"
+     "'limit':{'type':'integer','nullable':true}},'required':['path','limit']}}]}],"
+     "'toolConfig':{'functionCallingConfig':{'mode':'AUTO'}}}",
+     0, NULL},
+    {"tool_choice none",
+     "{'model':'m','messages':[{'role':'user','content':'a'}],'tool_choice':'none'}",
+     "{'contents':[{'role':'user','parts':[{'text':'a'}]}],'toolConfig':{'functionCallingConfig':"
+     "{'mode':'NONE'}}}",
      0, NULL},
     {"tool_choice naming a function",
      "{'model':'m','messages':[{'role':'user','content':'a'}],"
@@ -306,9 +374,25 @@ static const struct req_row req_rows[] = {
      "'c2','content':'[2]'}]}",
      "{'contents':[{'role':'user','parts':[{'text':'go'}]},{'role':'model','parts':["
      "{'functionCall':{'name':'f','args':{}}}]},{'role':'user','parts':[{'functionResponse':"
-     "{'name':'f','response':{'result':'1'}}}]},{'role':'model','parts':[{'functionCall':"
+     "{'name':'f','response':{'result':1}}}]},{'role':'model','parts':[{'functionCall':"
      "{'name':'g','args':{}}}]},{'role':'user','parts':[{'functionResponse':{'name':'g',"
-     "'response':{'result':'[2]'}}}]}]}",
+     "'response':{'result':[2]}}}]}]}",
+     0, NULL},
+    {"tool results: JSON values wrapped as result, plain text as a string",
+     "{'model':'m','messages':[{'role':'user','content':'go'},{'role':'assistant','tool_calls':"
+     "[{'id':'a','type':'function','function':{'name':'f','arguments':{'k':1}}},{'id':'b',"
+     "'type':'function','function':{'name':'g'}},{'id':'c','type':'function','function':"
+     "{'name':'h','arguments':'{}'}},{'id':'d','type':'function','function':{'name':'i',"
+     "'arguments':'{}'}}]},{'role':'tool','tool_call_id':'a','content':'\\'str\\''},"
+     "{'role':'tool','tool_call_id':'b','content':'true'},{'role':'tool','tool_call_id':'c',"
+     "'content':'null'},{'role':'tool','tool_call_id':'d','content':'it is sunny'}]}",
+     "{'contents':[{'role':'user','parts':[{'text':'go'}]},{'role':'model','parts':["
+     "{'functionCall':{'name':'f','args':{'k':1}}},{'functionCall':{'name':'g','args':{}}},"
+     "{'functionCall':{'name':'h','args':{}}},{'functionCall':{'name':'i','args':{}}}]},"
+     "{'role':'user','parts':[{'functionResponse':{'name':'f','response':{'result':'str'}}},"
+     "{'functionResponse':{'name':'g','response':{'result':true}}},{'functionResponse':{'name':"
+     "'h','response':{'result':null}}},{'functionResponse':{'name':'i','response':{'result':"
+     "'it is sunny'}}}]}]}",
      0, NULL},
     {"only a system message becomes a user turn",
      "{'model':'m','messages':[{'role':'system','content':'be brief'}]}",
@@ -317,7 +401,23 @@ static const struct req_row req_rows[] = {
      "{'model':'m','messages':[{'role':'user','content':'a'}],'response_format':{'type':"
      "'json_schema','json_schema':{'name':'x','schema':{'type':'object'}}}}",
      "{'contents':[{'role':'user','parts':[{'text':'a'}]}],'generationConfig':"
-     "{'responseMimeType':'application/json','responseJsonSchema':{'type':'object'}}}",
+     "{'responseMimeType':'application/json','responseSchema':{'type':'object'}}}",
+     0, NULL},
+    {"response_format json_schema: the schema is cleaned",
+     "{'model':'m','messages':[{'role':'user','content':'a'}],'response_format':{'type':"
+     "'json_schema','json_schema':{'name':'p','strict':true,'schema':{'type':'object',"
+     "'properties':{'name':{'type':'string'},'age':{'anyOf':[{'type':'integer'},{'type':"
+     "'null'}]}},'required':['name','age'],'additionalProperties':false}}}}",
+     "{'contents':[{'role':'user','parts':[{'text':'a'}]}],'generationConfig':"
+     "{'responseMimeType':'application/json','responseSchema':{'type':'object','properties':"
+     "{'name':{'type':'string'},'age':{'type':'integer','nullable':true}},'required':['name',"
+     "'age']}}}",
+     0, NULL},
+    {"response_format json_object",
+     "{'model':'m','messages':[{'role':'user','content':'a'}],'response_format':{'type':"
+     "'json_object'}}",
+     "{'contents':[{'role':'user','parts':[{'text':'a'}]}],'generationConfig':"
+     "{'responseMimeType':'application/json'}}",
      0, NULL},
     {"response_format text adds nothing",
      "{'model':'m','messages':[{'role':'user','content':'a'}],'response_format':{'type':'text'}}",
@@ -332,7 +432,7 @@ static void test_request_rows(void **state)
     for (i = 0; i < sizeof req_rows / sizeof req_rows[0]; i++) {
         const struct req_row *r = &req_rows[i];
         json_t *in = j(r->in), *want = j(r->want), *safety = r->safety ? j(r->safety) : NULL;
-        struct gb_chat_opts opts = {safety, r->code_execution, 0};
+        struct gb_chat_opts opts = {.safety_settings = safety, .code_execution = r->code_execution};
         struct gb_chat_req req;
         struct gb_chat_err err;
         json_t *got = translate(in, &opts, &req, &err);
@@ -396,11 +496,40 @@ static const struct err_row err_rows[] = {
     {"{'model':'m','messages':['hi']}", "messages[0]", "message must be an object"},
     {"{'model':'m','messages':[{'role':'user','content':5}]}", "messages[0].content",
      "content must be"},
+    {"{'model':'m','messages':[{'role':'user','content':[{'type':'input_text','text':'a'}]}]}",
+     "messages[0].content[0]", "unsupported content part type: input_text"},
     {"{'model':'m','messages':[{'role':'user','content':[{'type':'input_audio'}]}]}",
-     "messages[0].content[0]", "unsupported content part type: input_audio"},
+     "messages[0].content[0].input_audio", "input_audio.data must be a non-empty base64 string"},
+    {"{'model':'m','messages':[{'role':'user','content':[{'type':'input_audio','input_audio':"
+     "{'data':'AAAA','format':'flac'}}]}]}",
+     "messages[0].content[0].input_audio.format", "unsupported audio format: flac"},
+    {"{'model':'m','messages':[{'role':'user','content':[{'type':'input_audio','input_audio':"
+     "{'data':'AAAA'}}]}]}",
+     "messages[0].content[0].input_audio.format", "unsupported audio format: (none)"},
+    {"{'model':'m','messages':[{'role':'user','content':[{'type':'file','file':{'file_id':"
+     "'file-abc'}}]}]}",
+     "messages[0].content[0].file.file_data", "file_id is not supported"},
+    {"{'model':'m','messages':[{'role':'user','content':[{'type':'file','file':{'file_data':"
+     "'JVBERi0=','filename':'notes.txt'}}]}]}",
+     "messages[0].content[0].file.file_data", "bare base64 is accepted for .pdf files only"},
+    {"{'model':'m','messages':[{'role':'user','content':[{'type':'file','file':{'file_data':"
+     "'JVBERi0='}}]}]}",
+     "messages[0].content[0].file.file_data", "for .pdf files only"},
+    {"{'model':'m','messages':[{'role':'user','content':[{'type':'file','file':{'file_data':"
+     "'data:application/pdf,abc','filename':'a.pdf'}}]}]}",
+     "messages[0].content[0].file.file_data", "base64"},
+    {"{'model':'m','messages':[{'role':'user','content':[{'type':'file','file':{}}]}]}",
+     "messages[0].content[0].file.file_data", "non-empty string"},
     {"{'model':'m','messages':[{'role':'user','content':[{'type':'image_url','image_url':"
-     "{'url':'https://example.com/a.png'}}]}]}",
+     "{'url':'ftp://example.com/a.png'}}]}]}",
      "messages[0].content[0]", "unsupported image url"},
+    {"{'model':'m','messages':[{'role':'user','content':[{'type':'image_url','image_url':"
+     "{'url':'data:;base64,AA=='}}]}]}",
+     "messages[0].content[0]", "malformed data url"},
+    {"{'model':'m','messages':[{'role':'user','content':'a'}],'reasoning_effort':'max'}",
+     "reasoning_effort", "reasoning_effort must be none, minimal, low, medium or high"},
+    {"{'model':'m','messages':[{'role':'user','content':'a'}],'reasoning_effort':2}",
+     "reasoning_effort", "reasoning_effort must be"},
     {"{'model':'m','messages':[{'role':'user','content':[{'type':'image_url','image_url':"
      "{'url':'data:image/png,abc'}}]}]}",
      "messages[0].content[0]", "base64"},
@@ -413,7 +542,19 @@ static const struct err_row err_rows[] = {
      "tool_call_id"},
     {"{'model':'m','messages':[{'role':'assistant','tool_calls':[{'id':'c','type':'function',"
      "'function':{'name':'f','arguments':'{bad'}}]}]}",
-     "messages[0].tool_calls[0]", "arguments must encode a json object"},
+     "messages[0].tool_calls[0].function.arguments", "tool call arguments are not valid json"},
+    {"{'model':'m','messages':[{'role':'user','content':'a'},{'role':'assistant','tool_calls':"
+     "[{'id':'c','type':'function','function':{'name':'f','arguments':'[1,2]'}}]}]}",
+     "messages[1].tool_calls[0].function.arguments", "arguments must encode a json object"},
+    {"{'model':'m','messages':[{'role':'assistant','tool_calls':[{'id':'c','type':'function',"
+     "'function':{'name':'f','arguments':7}}]}]}",
+     "messages[0].tool_calls[0].function.arguments", "must be a string holding a json object"},
+    {"{'model':'m','messages':[{'role':'assistant','tool_calls':{}}]}", "messages[0].tool_calls",
+     "tool_calls must be an array"},
+    {"{'model':'m','messages':[{'role':'user','content':'a'},{'role':'assistant','tool_calls':"
+     "[{'id':'c1','type':'function','function':{'name':'f','arguments':'{}'}}]},{'role':'tool',"
+     "'tool_call_id':'c2','content':'x'}]}",
+     "messages[2].tool_call_id", "no earlier assistant tool call has id c2"},
     {"{'model':'m','messages':[{'role':'assistant','tool_calls':[{'id':'c','type':'function',"
      "'function':{'arguments':'{}'}}]}]}",
      "messages[0].tool_calls[0]", "non-empty name"},
@@ -574,7 +715,7 @@ static void test_request_fixtures(void **state)
     (void)state;
     for (i = 0; i < sizeof fixture_rows / sizeof fixture_rows[0]; i++) {
         json_t *want = fixture_json(fixture_rows[i].fixture), *in = j(fixture_rows[i].in), *got;
-        struct gb_chat_opts opts = {NULL, fixture_rows[i].code_execution, 0};
+        struct gb_chat_opts opts = {.code_execution = fixture_rows[i].code_execution};
         struct gb_chat_req req;
         struct gb_chat_err err;
 
@@ -596,7 +737,7 @@ static void test_request_fixture_safety(void **state)
     json_t *in = j("{'model':'gemini-1.5-flash','messages':[{'role':'system','content':'You hate "
                    "the world!'},{'role':'user','content':'Tell me a joke about a "
                    "Brazilians.'}]}");
-    struct gb_chat_opts opts = {json_object_get(want, "safetySettings"), 0, 0};
+    struct gb_chat_opts opts = {.safety_settings = json_object_get(want, "safetySettings")};
     struct gb_chat_req req;
     struct gb_chat_err err;
     json_t *got;
@@ -619,21 +760,14 @@ static void test_request_tool_round_trip(void **state)
                      "{'name':'get_capital','args':{'country':'UK'}}}]},{'role':'user','parts':"
                      "[{'functionResponse':{'name':'get_capital','response':{'result':"
                      "'London'}}}]}],'tools':[{'functionDeclarations':[{'name':'get_capital',"
-                     "'description':''}]}],'toolConfig':{'functionCallingConfig':"
-                     "{'mode':'AUTO'}}}");
-    json_t *tools = json_object_get(want, "tools");
-    json_t *decl =
-        json_array_get(json_object_get(json_array_get(tools, 0), "functionDeclarations"), 0);
-    const json_t *params = json_object_get(
-        json_object_get(json_array_get(json_object_get(in, "tools"), 0), "function"), "parameters");
+                     "'description':'','parameters':{'type':'object','properties':{'country':"
+                     "{'type':'string'}},'required':['country']}}]}],'toolConfig':"
+                     "{'functionCallingConfig':{'mode':'AUTO'}}}");
     struct gb_chat_req req;
     struct gb_chat_err err;
     json_t *got;
 
     (void)state;
-    assert_non_null(decl);
-    assert_non_null(params);
-    json_object_set_new(decl, "parametersJsonSchema", json_deep_copy(params));
     got = translate(in, NULL, &req, &err);
     if (got == NULL)
         fail_msg("%s (%s)", err.message, err.param);
@@ -641,6 +775,8 @@ static void test_request_tool_round_trip(void **state)
     assert_int_equal(req.stream, 1);
     assert_int_equal(req.include_usage, 1);
     assert_string_equal(req.client_model, "gpt-4o-mini");
+    assert_int_equal(req.builtin_dropped, 0);
+    assert_int_equal(req.remote_parts, 0);
     json_decref(got);
     json_decref(want);
     json_decref(in);
@@ -738,12 +874,12 @@ static const struct {
      "'finish_reason':'content_filter'}]",
      "{'prompt_tokens':14,'completion_tokens':0,'total_tokens':14}"},
     {"gemini/generate-content-prompt-blocked.json",
-     "[{'index':0,'message':{'role':'assistant','content':null},'logprobs':null,"
-     "'finish_reason':'content_filter'}]",
+     "[{'index':0,'message':{'role':'assistant','content':'The prompt was blocked by Gemini "
+     "(reason: PROHIBITED_CONTENT).'},'logprobs':null,'finish_reason':'content_filter'}]",
      "{'prompt_tokens':9,'completion_tokens':0,'total_tokens':9}"},
     {"gemini/generate-content-prompt-blocked-legacy.json",
-     "[{'index':0,'message':{'role':'assistant','content':null},'logprobs':null,"
-     "'finish_reason':'content_filter'}]",
+     "[{'index':0,'message':{'role':'assistant','content':'The prompt was blocked by Gemini "
+     "(reason: SAFETY).'},'logprobs':null,'finish_reason':'content_filter'}]",
      "{'prompt_tokens':0,'completion_tokens':0,'total_tokens':0}"},
     {"gemini/generate-content-thinking.json",
      "[{'index':0,'message':{'role':'assistant','content':'The capital of France is **Paris**.'},"
@@ -752,7 +888,7 @@ static const struct {
      "'completion_tokens_details':{'reasoning_tokens':275}}"},
     {"gemini/generate-content-function-call.json",
      "[{'index':0,'message':{'role':'assistant','content':null,'tool_calls':[{'id':"
-     "'call_abc_0_0','type':'function','function':{'name':'get_user_country','arguments':"
+     "'call_ID','type':'function','function':{'name':'get_user_country','arguments':"
      "'{}'}}]},'logprobs':null,'finish_reason':'tool_calls'}]",
      "{'prompt_tokens':33,'completion_tokens':5,'total_tokens':38}"},
 };
@@ -760,7 +896,7 @@ static const struct {
 static json_t *respond(const json_t *gem, const char *model, int show_links)
 {
     struct gb_chat_req req = req_for(model, 0);
-    struct gb_chat_opts opts = {NULL, 0, show_links};
+    struct gb_chat_opts opts = {.show_search_link = show_links};
     json_t *got = gb_chat_response_from_gemini(gem, &req, &opts, ID, CREATED);
 
     assert_non_null(got);
@@ -775,9 +911,12 @@ static void test_response_rows(void **state)
     for (i = 0; i < sizeof resp_rows / sizeof resp_rows[0]; i++) {
         json_t *gem = fixture_json(resp_rows[i].fixture);
         json_t *got = respond(gem, "gemini-x", 0);
-        json_t *want = json_pack("{s:s,s:s,s:I,s:s,s:o,s:o}", "id", ID, "object", "chat.completion",
-                                 "created", (json_int_t)CREATED, "model", "gemini-x", "choices",
-                                 j(resp_rows[i].want_choices), "usage", j(resp_rows[i].want_usage));
+        json_t *want;
+
+        normalize_call_ids(got);
+        want = json_pack("{s:s,s:s,s:I,s:s,s:o,s:o}", "id", ID, "object", "chat.completion",
+                         "created", (json_int_t)CREATED, "model", "gemini-x", "choices",
+                         j(resp_rows[i].want_choices), "usage", j(resp_rows[i].want_usage));
 
         assert_json_eq(got, want, resp_rows[i].fixture);
         json_decref(got);
@@ -926,17 +1065,82 @@ static void test_response_multi_candidates(void **state)
 static void test_response_code_execution(void **state)
 {
     json_t *gem = fixture_json("gemini/generate-content-code-execution.json");
-    json_t *got = respond(gem, "gemini-2.5-flash", 0);
+    json_t *got = respond(gem, "gemini-3-flash-preview", 0);
     const char *c =
         json_string_value(json_object_get(json_object_get(choice0(got), "message"), "content"));
 
     (void)state;
     assert_non_null(c);
-    assert_non_null(strstr(c, "```python\nimport datetime\nprint(datetime.datetime.now())\n\n```"));
-    assert_non_null(strstr(c, "```output\n2026-05-05 20:40:33.367937\n\n```"));
-    assert_non_null(strstr(c, "Today is **Thursday, May 23, 2024**"));
+    assert_memory_equal(c, "```python\nfrom datetime import datetime\n", 37);
+    assert_non_null(strstr(c, "print(f\"Current day in Utrecht: {today_date}\")\n```\n"
+                              "```output\nCurrent day in Utrecht: Tuesday, May 05, 2026\n```\n"
+                              "```python\nimport datetime\nprint(datetime.datetime.now())\n```\n"
+                              "```output\n2026-05-05 20:40:33.367937\n```\nToday is **Thursday, "
+                              "May 23, 2024**"));
+    assert_null(strstr(c, "Outcome"));
     json_decref(got);
     json_decref(gem);
+}
+
+/* A failed run shows its outcome after the output block. */
+static void test_response_code_execution_failed(void **state)
+{
+    json_t *gem = fixture_json("gemini/generate-content-code-execution-failed.json");
+    json_t *got = respond(gem, "gemini-3-flash-preview", 0);
+    const json_t *parts = fixture_parts(gem, 0);
+    const char *err = json_string_value(json_object_get(
+        json_object_get(json_array_get(parts, 2), "codeExecutionResult"), "output"));
+    const char *text = json_string_value(json_object_get(json_array_get(parts, 3), "text"));
+    struct gb_buf want;
+
+    (void)state;
+    gb_buf_init(&want, OUT_MAX);
+    gb_buf_printf(&want,
+                  "```python\nprint('ok')\nprint(1/0)\n```\n```output\nok\n```\n```output\n%.*s\n"
+                  "```\nOutcome: OUTCOME_FAILED\n%s",
+                  (int)strlen(err) - 1, err, text);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(choice0(got), "message"), "content")),
+        want.data);
+    gb_buf_release(&want);
+    json_decref(got);
+    json_decref(gem);
+}
+
+static const struct {
+    const char *parts;
+    const char *want;
+} code_rows[] = {
+    {"[{'text':'Let me run:'},{'executableCode':{'language':'PYTHON','code':'print(1)'}},"
+     "{'codeExecutionResult':{'outcome':'OUTCOME_OK','output':'1\\n'}},{'text':'Done.'}]",
+     "Let me run:\n```python\nprint(1)\n```\n```output\n1\n```\nDone."},
+    {"[{'text':'line\\n'},{'executableCode':{'language':'LANGUAGE_UNSPECIFIED','code':'x'}}]",
+     "line\n```\nx\n```\n"},
+    {"[{'executableCode':{'code':'x\\n\\n'}},{'codeExecutionResult':{'outcome':'OUTCOME_OK'}}]",
+     "```\nx\n\n```\n"},
+    {"[{'executableCode':{'language':'PYTHON','code':'while True: pass'}},"
+     "{'codeExecutionResult':{'outcome':'OUTCOME_DEADLINE_EXCEEDED'}}]",
+     "```python\nwhile True: pass\n```\nOutcome: OUTCOME_DEADLINE_EXCEEDED\n"},
+    {"[{'codeExecutionResult':{'outcome':'OUTCOME_OK','output':''}},{'text':'ok'}]", "ok"},
+};
+
+static void test_response_code_rows(void **state)
+{
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof code_rows / sizeof code_rows[0]; i++) {
+        json_t *gem = json_pack("{s:[{s:{s:o},s:s}]}", "candidates", "content", "parts",
+                                j(code_rows[i].parts), "finishReason", "STOP");
+        json_t *got = respond(gem, "m", 0);
+        const char *c =
+            json_string_value(json_object_get(json_object_get(choice0(got), "message"), "content"));
+
+        if (c == NULL || strcmp(c, code_rows[i].want) != 0)
+            fail_msg("row %zu: got '%s', want '%s'", i, c ? c : "(null)", code_rows[i].want);
+        json_decref(got);
+        json_decref(gem);
+    }
 }
 
 /* ---- stream -------------------------------------------------------------- */
@@ -1110,10 +1314,11 @@ static void test_stream_function_call(void **state)
     (void)state;
     run_stream(events, &req, NULL, &out);
     chunks = parse_chunks(&out);
+    normalize_call_ids(chunks);
     assert_int_equal(json_array_size(chunks), 1);
     assert_json_is(choice0(json_array_get(chunks, 0)),
                    "{'index':0,'delta':{'role':'assistant','content':null,'tool_calls':[{"
-                   "'index':0,'id':'call_abc_0_0','type':'function','function':{'name':"
+                   "'index':0,'id':'call_ID','type':'function','function':{'name':"
                    "'get_capital','arguments':'{\\'country\\':\\'France\\'}'}}]},"
                    "'logprobs':null,'finish_reason':'tool_calls'}",
                    "function call chunk");
@@ -1125,17 +1330,25 @@ static void test_stream_function_call(void **state)
 /* Gemini 3: the call comes first, STOP later in an event with empty text. */
 static void test_stream_function_call_gemini3(void **state)
 {
-    json_t *events = sse_events("gemini/stream-function-call-gemini3.sse"), *chunks;
+    json_t *events = sse_events("gemini/stream-function-call-gemini3.sse"), *chunks, *tc;
     struct gb_chat_req req = req_for("gemini-3-pro-preview", 1);
     struct gb_buf out;
 
     (void)state;
     run_stream(events, &req, NULL, &out);
     chunks = parse_chunks(&out);
+    normalize_call_ids(chunks);
     assert_int_equal(json_array_size(chunks), 3);
+    tc = json_array_get(
+        json_object_get(json_object_get(choice0(json_array_get(chunks, 0)), "delta"), "tool_calls"),
+        0);
+    assert_string_equal(signature_of_call(tc),
+                        json_string_value(json_object_get(
+                            json_array_get(fixture_parts(events, 0), 0), "thoughtSignature")));
+    json_object_del(tc, "extra_content");
     assert_json_is(choice0(json_array_get(chunks, 0)),
                    "{'index':0,'delta':{'role':'assistant','content':null,'tool_calls':[{"
-                   "'index':0,'id':'call_abc_0_0','type':'function','function':{'name':"
+                   "'index':0,'id':'call_ID','type':'function','function':{'name':"
                    "'get_country','arguments':'{}'}}]},'logprobs':null,'finish_reason':null}",
                    "gemini 3 call");
     assert_json_is(choice0(json_array_get(chunks, 1)),
@@ -1154,7 +1367,7 @@ static void test_stream_grounding_sources(void **state)
 {
     json_t *events = sse_events("gemini/stream-grounding-google-search.sse"), *chunks;
     struct gb_chat_req req = req_for("gemini-2.5-pro-search", 0);
-    struct gb_chat_opts opts = {NULL, 0, 1};
+    struct gb_chat_opts opts = {.show_search_link = 1};
     struct gb_buf out;
     const json_t *last;
     const char *content, *src;
@@ -1197,7 +1410,7 @@ static void test_stream_sources_across_events(void **state)
                        "'c'}]},'finishReason':'STOP'}]}]");
     json_t *chunks;
     struct gb_chat_req req = req_for("m-search", 0);
-    struct gb_chat_opts opts = {NULL, 0, 1};
+    struct gb_chat_opts opts = {.show_search_link = 1};
     struct gb_buf out;
 
     (void)state;
@@ -1226,8 +1439,8 @@ static void test_stream_prompt_blocked(void **state)
     chunks = parse_chunks(&out);
     assert_int_equal(json_array_size(chunks), 2);
     assert_json_is(choice0(json_array_get(chunks, 0)),
-                   "{'index':0,'delta':{'role':'assistant','content':''},'logprobs':null,"
-                   "'finish_reason':'content_filter'}",
+                   "{'index':0,'delta':{'role':'assistant','content':'The prompt was blocked by "
+                   "Gemini (reason: SAFETY).'},'logprobs':null,'finish_reason':'content_filter'}",
                    "blocked");
     assert_json_is(json_object_get(json_array_get(chunks, 1), "usage"),
                    "{'prompt_tokens':0,'completion_tokens':0,'total_tokens':0}", "blocked usage");
@@ -1337,6 +1550,701 @@ static void test_stream_finish_once(void **state)
     json_decref(ev);
 }
 
+/* ---- request: media, thinking, built-in tools, signatures ---------------- */
+
+static const struct {
+    const char *name;
+    const char *content; /* user content parts */
+    const char *want;    /* Gemini parts */
+    size_t remote;       /* placeholders expected */
+} media_rows[] = {
+    {"http(s) images become placeholders in place",
+     "[{'type':'text','text':'a'},{'type':'image_url','image_url':{'url':"
+     "'https://example.com/cat.png','detail':'high'}},{'type':'image_url','image_url':"
+     "'HTTP://x.org/b.jpg'},{'type':'text','text':'b'}]",
+     "[{'text':'a'},{'_gb_fetch':'https://example.com/cat.png'},{'_gb_fetch':"
+     "'HTTP://x.org/b.jpg'},{'text':'b'}]",
+     2},
+    {"input_audio wav and mp3",
+     "[{'type':'input_audio','input_audio':{'data':'UklGRg==','format':'wav'}},"
+     "{'type':'input_audio','input_audio':{'data':'SUQz','format':'mp3'}}]",
+     "[{'inlineData':{'mimeType':'audio/wav','data':'UklGRg=='}},{'inlineData':{'mimeType':"
+     "'audio/mp3','data':'SUQz'}}]",
+     0},
+    {"files: data url, bare base64 .PDF, other MIME type",
+     "[{'type':'file','file':{'file_data':'data:application/pdf;base64,JVBERi0=','filename':"
+     "'a.pdf'}},{'type':'file','file':{'file_data':'JVBERi0=','filename':'REPORT.PDF'}},"
+     "{'type':'file','file':{'file_data':'data:text/plain;base64,aGk='}}]",
+     "[{'inlineData':{'mimeType':'application/pdf','data':'JVBERi0='}},{'inlineData':"
+     "{'mimeType':'application/pdf','data':'JVBERi0='}},{'inlineData':{'mimeType':'text/plain',"
+     "'data':'aGk='}}]",
+     0},
+    {"data url with parameters before base64",
+     "[{'type':'image_url','image_url':{'url':'data:image/jpeg;name=x.jpg;base64,/9j/'}}]",
+     "[{'inlineData':{'mimeType':'image/jpeg','data':'/9j/'}}]", 0},
+};
+
+static void test_request_media_rows(void **state)
+{
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof media_rows / sizeof media_rows[0]; i++) {
+        json_t *in = json_pack("{s:s,s:[{s:s,s:o}]}", "model", "gemini-2.5-flash", "messages",
+                               "role", "user", "content", j(media_rows[i].content));
+        json_t *want = json_pack("{s:[{s:s,s:o}]}", "contents", "role", "user", "parts",
+                                 j(media_rows[i].want));
+        struct gb_chat_req req;
+        struct gb_chat_err err;
+        json_t *got = translate(in, NULL, &req, &err);
+
+        if (got == NULL)
+            fail_msg("%s: %s (%s)", media_rows[i].name, err.message, err.param);
+        assert_json_eq(got, want, media_rows[i].name);
+        assert_int_equal(req.remote_parts, media_rows[i].remote);
+        json_decref(got);
+        json_decref(want);
+        json_decref(in);
+    }
+}
+
+/* The placeholders are found in order, and rewriting one in place (what
+ * the gateway does after the fetch) changes the body. */
+static void test_remote_parts(void **state)
+{
+    json_t *in = j("{'model':'m','messages':[{'role':'user','content':[{'type':'image_url',"
+                   "'image_url':{'url':'https://a.example/1.png'}},{'type':'text','text':'x'}]},"
+                   "{'role':'assistant','content':'ok'},{'role':'user','content':[{'type':"
+                   "'image_url','image_url':{'url':'data:image/png;base64,AA=='}},{'type':"
+                   "'image_url','image_url':{'url':'https://a.example/2.png'}}]}]}");
+    json_t *plain = j("{'model':'m','messages':[{'role':'user','content':'hi'}]}");
+    json_t *parts[4] = {NULL, NULL, NULL, NULL}, *body, *pbody, *want;
+    struct gb_chat_req req;
+    struct gb_chat_err err;
+    char url[64];
+
+    (void)state;
+    body = translate(in, NULL, &req, &err);
+    assert_non_null(body);
+    assert_int_equal(req.remote_parts, 2);
+    assert_int_equal(gb_chat_remote_parts(body, parts, 1), 2);
+    assert_non_null(parts[0]);
+    assert_null(parts[1]);
+    assert_int_equal(gb_chat_remote_parts(body, parts, 4), 2);
+    assert_string_equal(json_string_value(json_object_get(parts[0], GB_CHAT_FETCH_KEY)),
+                        "https://a.example/1.png");
+    assert_string_equal(json_string_value(json_object_get(parts[1], GB_CHAT_FETCH_KEY)),
+                        "https://a.example/2.png");
+    assert_null(parts[2]);
+    snprintf(url, sizeof url, "%s", json_string_value(json_object_get(parts[1], "_gb_fetch")));
+    json_object_clear(parts[1]);
+    json_object_set_new(parts[1], "inlineData",
+                        json_pack("{s:s,s:s}", "mimeType", "image/png", "data", "iVBO"));
+    want = j("{'contents':[{'role':'user','parts':[{'_gb_fetch':'https://a.example/1.png'},"
+             "{'text':'x'}]},{'role':'model','parts':[{'text':'ok'}]},{'role':'user','parts':["
+             "{'inlineData':{'mimeType':'image/png','data':'AA=='}},{'inlineData':{'mimeType':"
+             "'image/png','data':'iVBO'}}]}]}");
+    assert_json_eq(body, want, "rewritten in place");
+    assert_int_equal(gb_chat_remote_parts(body, parts, 4), 1);
+    pbody = translate(plain, NULL, &req, &err);
+    assert_int_equal(req.remote_parts, 0);
+    assert_int_equal(gb_chat_remote_parts(pbody, NULL, 0), 0);
+    assert_int_equal(gb_chat_remote_parts(NULL, NULL, 0), 0);
+    json_decref(pbody);
+    json_decref(want);
+    json_decref(body);
+    json_decref(plain);
+    json_decref(in);
+}
+
+static const struct {
+    const char *name;
+    const char *in;
+    int show_thinking;
+    const char *map;  /* opts->thinking_budget_map, or NULL */
+    const char *want; /* generationConfig, or NULL for none */
+} thinking_rows[] = {
+    {"none turns thinking off", "{'model':'gemini-2.5-flash','reasoning_effort':'none'}", 1, NULL,
+     "{'thinkingConfig':{'thinkingBudget':0}}"},
+    {"minimal", "{'model':'gemini-2.5-flash','reasoning_effort':'minimal'}", 1, NULL,
+     "{'thinkingConfig':{'thinkingBudget':512,'includeThoughts':true}}"},
+    {"low, thoughts not shown: not asked for",
+     "{'model':'gemini-2.5-pro','reasoning_effort':'low'}", 0, NULL,
+     "{'thinkingConfig':{'thinkingBudget':1024}}"},
+    {"medium", "{'model':'gemini-2.5-pro','reasoning_effort':'medium'}", 1, NULL,
+     "{'thinkingConfig':{'thinkingBudget':8192,'includeThoughts':true}}"},
+    {"high", "{'model':'gemini-2.5-flash','reasoning_effort':'high','temperature':1}", 1, NULL,
+     "{'temperature':1,'thinkingConfig':{'thinkingBudget':24576,'includeThoughts':true}}"},
+    {"gemini 3: none -> low level", "{'model':'gemini-3-pro-preview','reasoning_effort':'none'}", 1,
+     NULL, "{'thinkingConfig':{'thinkingLevel':'low','includeThoughts':true}}"},
+    {"gemini 3: minimal -> low level",
+     "{'model':'gemini-3-flash-preview','reasoning_effort':'minimal'}", 0, NULL,
+     "{'thinkingConfig':{'thinkingLevel':'low'}}"},
+    {"gemini 3: low -> low level", "{'model':'gemini-3-pro-preview','reasoning_effort':'low'}", 0,
+     NULL, "{'thinkingConfig':{'thinkingLevel':'low'}}"},
+    {"gemini 3: medium -> high level",
+     "{'model':'gemini-3-flash-preview','reasoning_effort':'medium'}", 0, NULL,
+     "{'thinkingConfig':{'thinkingLevel':'high'}}"},
+    {"gemini 3 search model: high -> high level",
+     "{'model':'gemini-3-pro-preview-search','reasoning_effort':'high'}", 1, NULL,
+     "{'thinkingConfig':{'thinkingLevel':'high','includeThoughts':true}}"},
+    {"budget map: exact model, 0", "{'model':'gemini-2.5-flash'}", 1,
+     "{'gemini-2.5-flash':0,'gemini-2.5-pro':-1}", "{'thinkingConfig':{'thinkingBudget':0}}"},
+    {"budget map: dynamic budget", "{'model':'gemini-2.5-pro-search'}", 1,
+     "{'gemini-2.5-flash':0,'gemini-2.5-pro':-1}",
+     "{'thinkingConfig':{'thinkingBudget':-1,'includeThoughts':true}}"},
+    {"budget map: models/ prefix", "{'model':'models/gemini-2.5-flash'}", 0,
+     "{'gemini-2.5-flash':2048}", "{'thinkingConfig':{'thinkingBudget':2048}}"},
+    {"budget map: no exact match", "{'model':'gemini-2.5-flash-lite'}", 1, "{'gemini-2.5-flash':0}",
+     NULL},
+    {"budget map: not an integer", "{'model':'gemini-2.5-flash'}", 1, "{'gemini-2.5-flash':'high'}",
+     NULL},
+    {"reasoning_effort wins over the map", "{'model':'gemini-2.5-flash','reasoning_effort':'low'}",
+     0, "{'gemini-2.5-flash':0}", "{'thinkingConfig':{'thinkingBudget':1024}}"},
+    {"reasoning_effort null counts as absent",
+     "{'model':'gemini-2.5-flash','reasoning_effort':null}", 0, "{'gemini-2.5-flash':100}",
+     "{'thinkingConfig':{'thinkingBudget':100}}"},
+    {"no effort, no map", "{'model':'gemini-2.5-flash'}", 1, NULL, NULL},
+};
+
+static void test_request_thinking_rows(void **state)
+{
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof thinking_rows / sizeof thinking_rows[0]; i++) {
+        json_t *in = j(thinking_rows[i].in);
+        json_t *map = thinking_rows[i].map ? j(thinking_rows[i].map) : NULL;
+        json_t *want = thinking_rows[i].want ? j(thinking_rows[i].want) : NULL;
+        struct gb_chat_opts opts = {.thinking_budget_map = map,
+                                    .show_thinking = thinking_rows[i].show_thinking};
+        struct gb_chat_req req;
+        struct gb_chat_err err;
+        json_t *got;
+
+        json_object_set_new(in, "messages", j("[{'role':'user','content':'a'}]"));
+        got = translate(in, &opts, &req, &err);
+        if (got == NULL)
+            fail_msg("%s: %s", thinking_rows[i].name, err.message);
+        if (want == NULL)
+            assert_null(json_object_get(got, "generationConfig"));
+        else
+            assert_json_eq(json_object_get(got, "generationConfig"), want, thinking_rows[i].name);
+        json_decref(got);
+        json_decref(want);
+        json_decref(map);
+        json_decref(in);
+    }
+}
+
+static const struct {
+    const char *in;
+    int code_execution;
+    int dropped;
+    const char *want_tools; /* "tools" of the body, or NULL for none */
+} builtin_rows[] = {
+    {"{'model':'gemini-2.5-flash-search','messages':[{'role':'user','content':'a'}],'tools':["
+     "{'type':'function','function':{'name':'f'}}]}",
+     0, 1, "[{'functionDeclarations':[{'name':'f'}]}]"},
+    {"{'model':'gemini-2.5-flash','messages':[{'role':'user','content':'a'}],'tools':["
+     "{'type':'function','function':{'name':'f'}}]}",
+     1, 1, "[{'functionDeclarations':[{'name':'f'}]}]"},
+    {"{'model':'gemini-2.5-flash','messages':[{'role':'user','content':'a'}],'tools':["
+     "{'type':'function','function':{'name':'f'}}]}",
+     0, 0, "[{'functionDeclarations':[{'name':'f'}]}]"},
+    {"{'model':'gemini-2.5-flash-search','messages':[{'role':'user','content':'a'}],'tools':[]}", 1,
+     0, "[{'googleSearch':{}},{'codeExecution':{}}]"},
+    {"{'model':'gemini-2.5-flash','messages':[{'role':'user','content':'a'}]}", 0, 0, NULL},
+};
+
+static void test_request_builtin_dropped(void **state)
+{
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof builtin_rows / sizeof builtin_rows[0]; i++) {
+        json_t *in = j(builtin_rows[i].in);
+        json_t *want = builtin_rows[i].want_tools ? j(builtin_rows[i].want_tools) : NULL;
+        struct gb_chat_opts opts = {.code_execution = builtin_rows[i].code_execution};
+        struct gb_chat_req req;
+        struct gb_chat_err err;
+        json_t *got = translate(in, &opts, &req, &err);
+
+        assert_non_null(got);
+        assert_int_equal(req.builtin_dropped, builtin_rows[i].dropped);
+        assert_int_equal(req.search, strstr(builtin_rows[i].in, "-search") != NULL);
+        if (want == NULL)
+            assert_null(json_object_get(got, "tools"));
+        else
+            assert_json_eq(json_object_get(got, "tools"), want, builtin_rows[i].in);
+        json_decref(got);
+        json_decref(want);
+        json_decref(in);
+    }
+}
+
+static const struct {
+    const char *name;
+    const char *model;
+    const char *assistant; /* the assistant message */
+    const char *want;      /* its Gemini parts */
+} signature_rows[] = {
+    {"a tool call's extra_content signs its part", "gemini-2.5-flash",
+     "{'role':'assistant','content':'hm','tool_calls':[{'id':'a','type':'function','function':"
+     "{'name':'f','arguments':'{}'},'extra_content':{'google':{'thought_signature':'sigA'}}},"
+     "{'id':'b','type':'function','function':{'name':'g','arguments':'{}'}}]}",
+     "[{'text':'hm'},{'functionCall':{'name':'f','args':{}},'thoughtSignature':'sigA'},"
+     "{'functionCall':{'name':'g','args':{}}}]"},
+    {"a message-level signature (Google's compat endpoint) signs the first call", "gemini-2.5-pro",
+     "{'role':'assistant','content':null,'extra_content':{'google':{'thought':true,"
+     "'thought_signature':'sigM'}},'tool_calls':[{'id':'','type':'function','function':"
+     "{'name':'f','arguments':'{}'}},{'id':'b','type':'function','function':{'name':'g',"
+     "'arguments':'{}'}}]}",
+     "[{'functionCall':{'name':'f','args':{}},'thoughtSignature':'sigM'},{'functionCall':"
+     "{'name':'g','args':{}}}]"},
+    {"gemini 3 without signature: the first call gets the skip signature", "gemini-3-pro-preview",
+     "{'role':'assistant','content':'x','tool_calls':[{'id':'a','type':'function','function':"
+     "{'name':'f','arguments':'{}'}},{'id':'b','type':'function','function':{'name':'g',"
+     "'arguments':'{}'}}]}",
+     "[{'text':'x'},{'functionCall':{'name':'f','args':{}},'thoughtSignature':"
+     "'skip_thought_signature_validator'},{'functionCall':{'name':'g','args':{}}}]"},
+    {"gemini 3 with a signature keeps it", "gemini-3-flash-preview-search",
+     "{'role':'assistant','tool_calls':[{'id':'a','type':'function','function':{'name':'f',"
+     "'arguments':'{}'},'extra_content':{'google':{'thought_signature':'real'}}}]}",
+     "[{'functionCall':{'name':'f','args':{}},'thoughtSignature':'real'}]"},
+    {"other models without signature: none added", "gemini-2.5-flash",
+     "{'role':'assistant','tool_calls':[{'id':'a','type':'function','function':{'name':'f',"
+     "'arguments':'{}'}}]}",
+     "[{'functionCall':{'name':'f','args':{}}}]"},
+    {"gemini 3 text-only assistant turn: nothing signed", "gemini-3-pro-preview",
+     "{'role':'assistant','content':'plain'}", "[{'text':'plain'}]"},
+};
+
+static void test_request_signature_rows(void **state)
+{
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof signature_rows / sizeof signature_rows[0]; i++) {
+        json_t *in =
+            json_pack("{s:s,s:[{s:s,s:s},o]}", "model", signature_rows[i].model, "messages", "role",
+                      "user", "content", "q", j(signature_rows[i].assistant));
+        json_t *want = j(signature_rows[i].want);
+        struct gb_chat_req req;
+        struct gb_chat_err err;
+        json_t *got = translate(in, NULL, &req, &err);
+
+        if (got == NULL)
+            fail_msg("%s: %s (%s)", signature_rows[i].name, err.message, err.param);
+        assert_json_eq(
+            json_object_get(json_array_get(json_object_get(got, "contents"), 1), "parts"), want,
+            signature_rows[i].name);
+        json_decref(got);
+        json_decref(want);
+        json_decref(in);
+    }
+}
+
+/* Sends an OpenAI assistant message back (through JSON text, as a client
+ * would) after a user question, with a tool result for its first call, and
+ * returns the Gemini body. */
+static json_t *next_request(const char *model, const json_t *assistant)
+{
+    char *text = json_dumps(assistant, JSON_COMPACT);
+    json_t *msg = json_loads(text, 0, NULL), *in, *body;
+    const char *id = json_string_value(
+        json_object_get(json_array_get(json_object_get(msg, "tool_calls"), 0), "id"));
+    struct gb_chat_req req;
+    struct gb_chat_err err;
+
+    assert_non_null(id);
+    in = json_pack("{s:s,s:[{s:s,s:s},O,{s:s,s:s,s:s}]}", "model", model, "messages", "role",
+                   "user", "content", "call the tool", msg, "role", "tool", "tool_call_id", id,
+                   "content", "{\"temp\":18}");
+    body = translate(in, NULL, &req, &err);
+    if (body == NULL)
+        fail_msg("next request: %s (%s)", err.message, err.param);
+    json_decref(in);
+    json_decref(msg);
+    free(text);
+    return body;
+}
+
+/* Gemini 3 two-turn conversation, whole replies: the signature of the
+ * functionCall part comes back on the same part of the next request. */
+static void test_gemini3_round_trip(void **state)
+{
+    json_t *gem = fixture_json("gemini/generate-content-function-call-gemini3.json");
+    const char *sig = json_string_value(
+        json_object_get(json_array_get(fixture_parts(gem, 0), 0), "thoughtSignature"));
+    json_t *got = respond(gem, "gemini-3-pro-preview", 0);
+    const json_t *msg = json_object_get(choice0(got), "message");
+    const json_t *tc = json_array_get(json_object_get(msg, "tool_calls"), 0);
+    json_t *body, *want;
+
+    (void)state;
+    assert_non_null(sig);
+    assert_string_equal(json_string_value(json_object_get(choice0(got), "finish_reason")),
+                        "tool_calls");
+    assert_string_equal(signature_of_call(tc), sig);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(tc, "function"), "arguments")),
+        "{\"location\":\"San Francisco\"}");
+    body = next_request("gemini-3-pro-preview", msg);
+    want = json_pack("[{s:s,s:[{s:s}]},{s:s,s:[{s:{s:s,s:{s:s}},s:s}]},"
+                     "{s:s,s:[{s:{s:s,s:{s:i}}}]}]",
+                     "role", "user", "parts", "text", "call the tool", "role", "model", "parts",
+                     "functionCall", "name", "weather", "args", "location", "San Francisco",
+                     "thoughtSignature", sig, "role", "user", "parts", "functionResponse", "name",
+                     "weather", "response", "temp", 18);
+    assert_json_eq(json_object_get(body, "contents"), want, "second turn");
+    json_decref(want);
+    json_decref(body);
+    json_decref(got);
+    json_decref(gem);
+}
+
+/* The same through a stream: the client assembles the message from the
+ * deltas (as the openai SDKs do) and sends it back. */
+static void test_gemini3_stream_round_trip(void **state)
+{
+    json_t *events = sse_events("gemini/stream-function-call-gemini3.sse"), *chunks, *msg, *body;
+    const char *sig = json_string_value(
+        json_object_get(json_array_get(fixture_parts(events, 0), 0), "thoughtSignature"));
+    struct gb_chat_req req = req_for("gemini-3-pro-preview", 0);
+    json_t *calls = json_array();
+    struct gb_buf out;
+    const json_t *c, *tc;
+    const json_t *part;
+    size_t i, k;
+
+    (void)state;
+    run_stream(events, &req, NULL, &out);
+    chunks = parse_chunks(&out);
+    json_array_foreach(chunks, i, c)
+    {
+        json_array_foreach(json_object_get(json_object_get(choice0(c), "delta"), "tool_calls"), k,
+                           tc)
+        {
+            json_t *copy = json_deep_copy(tc);
+
+            assert_int_equal(json_integer_value(json_object_get(tc, "index")),
+                             json_array_size(calls));
+            json_object_del(copy, "index");
+            json_array_append_new(calls, copy);
+        }
+    }
+    assert_int_equal(json_array_size(calls), 1);
+    msg = json_pack("{s:s,s:n,s:o}", "role", "assistant", "content", "tool_calls", calls);
+    body = next_request("gemini-3-pro-preview", msg);
+    part = json_array_get(
+        json_object_get(json_array_get(json_object_get(body, "contents"), 1), "parts"), 0);
+    assert_string_equal(json_string_value(json_object_get(part, "thoughtSignature")), sig);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(part, "functionCall"), "name")),
+        "get_country");
+    json_decref(body);
+    json_decref(msg);
+    json_decref(chunks);
+    gb_buf_release(&out);
+    json_decref(events);
+}
+
+/* ---- response: tool calls, reasoning, empty replies ---------------------- */
+
+static void test_response_tool_calls(void **state)
+{
+    json_t *gem = j("{'candidates':[{'content':{'parts':[{'text':'Checking.'},{'functionCall':"
+                    "{'name':'a','args':{'x':1,'s':'\u00e9'}}},{'functionCall':{'name':'b','args':"
+                    "{},'id':'fc-7'}},{'functionCall':{'name':'c'}}]},'finishReason':'STOP'}]}");
+    json_t *got = respond(gem, "m", 0), *again = respond(gem, "m", 0);
+    struct gb_chat_req req = req_for("m", 0);
+    json_t *other = gb_chat_response_from_gemini(gem, &req, NULL, "chatcmpl-other", CREATED);
+    const json_t *msg = json_object_get(choice0(got), "message");
+    const json_t *calls = json_object_get(msg, "tool_calls");
+    const char *id0 = json_string_value(json_object_get(json_array_get(calls, 0), "id"));
+    const char *id2 = json_string_value(json_object_get(json_array_get(calls, 2), "id"));
+
+    (void)state;
+    assert_string_equal(json_string_value(json_object_get(msg, "content")), "Checking.");
+    assert_string_equal(json_string_value(json_object_get(choice0(got), "finish_reason")),
+                        "tool_calls");
+    assert_int_equal(json_array_size(calls), 3);
+    assert_string_equal(
+        id0, json_string_value(json_object_get(
+                 json_array_get(
+                     json_object_get(json_object_get(choice0(again), "message"), "tool_calls"), 0),
+                 "id")));
+    assert_string_not_equal(id0, id2);
+    assert_string_not_equal(
+        id0, json_string_value(json_object_get(
+                 json_array_get(
+                     json_object_get(json_object_get(choice0(other), "message"), "tool_calls"), 0),
+                 "id")));
+    normalize_call_ids(got);
+    assert_json_is(json_object_get(json_object_get(choice0(got), "message"), "tool_calls"),
+                   "[{'id':'call_ID','type':'function','function':{'name':'a','arguments':"
+                   "'{\\'x\\':1,\\'s\\':\\'\u00e9\\'}'}},{'id':'fc-7','type':'function',"
+                   "'function':{'name':'b','arguments':'{}'}},{'id':'call_ID','type':"
+                   "'function','function':{'name':'c','arguments':'{}'}}]",
+                   "tool calls in order");
+    json_decref(other);
+    json_decref(again);
+    json_decref(got);
+    json_decref(gem);
+}
+
+/* Tool calls cut by MAX_TOKENS keep "length". */
+static void test_response_tool_calls_length(void **state)
+{
+    json_t *gem = j("{'candidates':[{'content':{'parts':[{'functionCall':{'name':'a','args':"
+                    "{}}}]},'finishReason':'MAX_TOKENS'}]}");
+    json_t *got = respond(gem, "m", 0);
+
+    (void)state;
+    assert_string_equal(json_string_value(json_object_get(choice0(got), "finish_reason")),
+                        "length");
+    json_decref(got);
+    json_decref(gem);
+}
+
+/* Concatenation of the thought parts of every candidate of v. */
+static void gemini_thoughts(const json_t *v, struct gb_buf *b)
+{
+    const json_t *cand, *part;
+    size_t i, k;
+
+    json_array_foreach(json_object_get(v, "candidates"), i, cand)
+    {
+        json_array_foreach(json_object_get(json_object_get(cand, "content"), "parts"), k, part)
+        {
+            const json_t *t = json_object_get(part, "text");
+
+            if (json_is_string(t) && json_is_true(json_object_get(part, "thought")))
+                assert_int_equal(gb_buf_append(b, json_string_value(t), json_string_length(t)), 0);
+        }
+    }
+}
+
+static void test_response_reasoning(void **state)
+{
+    json_t *gem = fixture_json("gemini/generate-content-thinking-include-thoughts.json");
+    struct gb_chat_req req = req_for("gemini-2.5-pro", 0);
+    struct gb_chat_opts opts = {.show_thinking = 1};
+    json_t *got = gb_chat_response_from_gemini(gem, &req, &opts, ID, CREATED);
+    json_t *hidden = respond(gem, "gemini-2.5-pro", 0);
+    const json_t *msg = json_object_get(choice0(got), "message");
+    struct gb_buf thoughts, text;
+    json_t *order;
+
+    (void)state;
+    gb_buf_init(&thoughts, OUT_MAX);
+    gb_buf_init(&text, OUT_MAX);
+    gemini_thoughts(gem, &thoughts);
+    gemini_text(gem, &text);
+    assert_true(thoughts.len > 0);
+    assert_string_equal(json_string_value(json_object_get(msg, "reasoning_content")),
+                        thoughts.data);
+    assert_string_equal(json_string_value(json_object_get(msg, "content")), text.data);
+    assert_null(json_object_get(json_object_get(choice0(hidden), "message"), "reasoning_content"));
+    order = j("{'role':0,'content':0,'reasoning_content':0,'tool_calls':0}");
+    assert_key_order(msg, order, "message with reasoning");
+    json_decref(order);
+    gb_buf_release(&thoughts);
+    gb_buf_release(&text);
+    json_decref(hidden);
+    json_decref(got);
+    json_decref(gem);
+}
+
+static const struct {
+    const char *gem;
+    int empty;
+} empty_rows[] = {
+    {"{'candidates':[{'content':{'role':'model'},'index':0}],'usageMetadata':{}}", 1},
+    {"{'candidates':[{'content':{'parts':[],'role':'model'}}]}", 1},
+    {"{'candidates':[]}", 1},
+    {"{}", 1},
+    {"{'candidates':[{'content':{'role':'model'},'finishReason':'MAX_TOKENS'}]}", 0},
+    {"{'candidates':[{'content':{'parts':[{'text':''}]}}]}", 0},
+    {"{'candidates':[{'content':{}},{'content':{'parts':[{'text':'x'}]}}]}", 0},
+    {"{'promptFeedback':{'blockReason':'SAFETY'}}", 0},
+};
+
+static void test_response_is_empty(void **state)
+{
+    static const char *const fixtures[] = {
+        "gemini/generate-content-text.json",
+        "gemini/generate-content-max-tokens-no-parts.json",
+        "gemini/generate-content-prompt-blocked.json",
+        "gemini/generate-content-function-call.json",
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof empty_rows / sizeof empty_rows[0]; i++) {
+        json_t *gem = j(empty_rows[i].gem);
+
+        if (gb_chat_response_is_empty(gem) != empty_rows[i].empty)
+            fail_msg("%s: want %d", empty_rows[i].gem, empty_rows[i].empty);
+        json_decref(gem);
+    }
+    for (i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++) {
+        json_t *gem = fixture_json(fixtures[i]);
+
+        assert_int_equal(gb_chat_response_is_empty(gem), 0);
+        json_decref(gem);
+    }
+}
+
+/* ---- stream: code execution, reasoning ---------------------------------- */
+
+/* Concatenation of delta[key] over the chunks of choice 0. */
+static void deltas(const json_t *chunks, const char *key, struct gb_buf *b)
+{
+    const json_t *c;
+    size_t i;
+
+    gb_buf_init(b, OUT_MAX);
+    json_array_foreach(chunks, i, c)
+    {
+        const json_t *v = json_object_get(json_object_get(choice0(c), "delta"), key);
+
+        if (json_is_string(v))
+            assert_int_equal(gb_buf_append(b, json_string_value(v), json_string_length(v)), 0);
+    }
+}
+
+static void test_stream_code_execution(void **state)
+{
+    json_t *events = sse_events("gemini/stream-code-execution.sse"), *chunks;
+    struct gb_chat_req req = req_for("gemini-3-flash-preview", 0);
+    struct gb_buf out, content;
+
+    (void)state;
+    run_stream(events, &req, NULL, &out);
+    chunks = parse_chunks(&out);
+    deltas(chunks, "content", &content);
+    assert_string_equal(content.data,
+                        "```python\nresult = 65465 - 6544 * 65464 - 6 + 1.02255\nprint(result)\n"
+                        "```\n```output\n-428330955.97745\n```\nThe result of $65465 - 6544 "
+                        "\\times 65464 - 6 + 1.02255$ is **-428,330,955.97745**.");
+    assert_string_equal(
+        json_string_value(json_object_get(
+            choice0(json_array_get(chunks, json_array_size(chunks) - 1)), "finish_reason")),
+        "stop");
+    gb_buf_release(&content);
+    json_decref(chunks);
+    gb_buf_release(&out);
+    json_decref(events);
+}
+
+/* A code block after text that did not end a line starts on a new line,
+ * also when the text went out in an earlier chunk. */
+static void test_stream_code_after_text(void **state)
+{
+    json_t *events = j("[{'candidates':[{'content':{'parts':[{'text':'Running it'}]}}]},"
+                       "{'candidates':[{'content':{'parts':[{'executableCode':{'language':"
+                       "'PYTHON','code':'print(2)'}}]}}]},{'candidates':[{'content':{'parts':"
+                       "[{'codeExecutionResult':{'outcome':'OUTCOME_OK','output':'2\\n'}}]}}]},"
+                       "{'candidates':[{'content':{'parts':[{'text':'Two.'}]},'finishReason':"
+                       "'STOP'}]}]");
+    struct gb_chat_req req = req_for("m", 0);
+    struct gb_buf out, content;
+    json_t *chunks;
+
+    (void)state;
+    run_stream(events, &req, NULL, &out);
+    chunks = parse_chunks(&out);
+    deltas(chunks, "content", &content);
+    assert_string_equal(content.data,
+                        "Running it\n```python\nprint(2)\n```\n```output\n2\n```\nTwo.");
+    gb_buf_release(&content);
+    json_decref(chunks);
+    gb_buf_release(&out);
+    json_decref(events);
+}
+
+/* With show_thinking the thoughts stream as reasoning_content, never as
+ * content. */
+static void test_stream_reasoning(void **state)
+{
+    json_t *events = sse_events("gemini/stream-thinking.sse"), *chunks;
+    struct gb_chat_req req = req_for("gemini-2.5-pro", 0);
+    struct gb_chat_opts opts = {.show_thinking = 1};
+    struct gb_buf out, content, reasoning, want_text, want_thoughts;
+    const json_t *first, *ev;
+    size_t i;
+
+    (void)state;
+    run_stream(events, &req, &opts, &out);
+    chunks = parse_chunks(&out);
+    deltas(chunks, "content", &content);
+    deltas(chunks, "reasoning_content", &reasoning);
+    gb_buf_init(&want_text, OUT_MAX);
+    gb_buf_init(&want_thoughts, OUT_MAX);
+    json_array_foreach(events, i, ev)
+    {
+        gemini_text(ev, &want_text);
+        gemini_thoughts(ev, &want_thoughts);
+    }
+    assert_true(want_thoughts.len > 0);
+    assert_string_equal(content.data, want_text.data);
+    assert_string_equal(reasoning.data, want_thoughts.data);
+    first = json_object_get(choice0(json_array_get(chunks, 0)), "delta");
+    assert_string_equal(json_string_value(json_object_get(first, "role")), "assistant");
+    assert_non_null(json_object_get(first, "reasoning_content"));
+    assert_int_equal(json_array_size(chunks), json_array_size(events));
+    gb_buf_release(&want_text);
+    gb_buf_release(&want_thoughts);
+    gb_buf_release(&content);
+    gb_buf_release(&reasoning);
+    json_decref(chunks);
+    gb_buf_release(&out);
+    json_decref(events);
+}
+
+/* Tool call ids in a stream are numbered across events: the second event's
+ * call has index 1 and its own id. */
+static void test_stream_tool_calls_across_events(void **state)
+{
+    json_t *events = j("[{'candidates':[{'content':{'parts':[{'functionCall':{'name':'a','args':"
+                       "{}}}]}}]},{'candidates':[{'content':{'parts':[{'functionCall':{'name':"
+                       "'b','args':{'q':[1,2]}},'thoughtSignature':'s2'}]},'finishReason':"
+                       "'STOP'}]}]");
+    struct gb_chat_req req = req_for("m", 0);
+    struct gb_buf out;
+    json_t *chunks;
+    const json_t *t0, *t1;
+
+    (void)state;
+    run_stream(events, &req, NULL, &out);
+    chunks = parse_chunks(&out);
+    assert_int_equal(json_array_size(chunks), 2);
+    t0 = json_array_get(
+        json_object_get(json_object_get(choice0(json_array_get(chunks, 0)), "delta"), "tool_calls"),
+        0);
+    t1 = json_array_get(
+        json_object_get(json_object_get(choice0(json_array_get(chunks, 1)), "delta"), "tool_calls"),
+        0);
+    assert_int_equal(json_integer_value(json_object_get(t0, "index")), 0);
+    assert_int_equal(json_integer_value(json_object_get(t1, "index")), 1);
+    assert_string_not_equal(json_string_value(json_object_get(t0, "id")),
+                            json_string_value(json_object_get(t1, "id")));
+    assert_string_equal(signature_of_call(t1), "s2");
+    assert_null(json_object_get(t0, "extra_content"));
+    normalize_call_ids(chunks);
+    assert_json_is(choice0(json_array_get(chunks, 1)),
+                   "{'index':0,'delta':{'tool_calls':[{'index':1,'id':'call_ID','type':"
+                   "'function','function':{'name':'b','arguments':'{\\'q\\':[1,2]}'},"
+                   "'extra_content':{'google':{'thought_signature':'s2'}}}]},'logprobs':null,"
+                   "'finish_reason':'tool_calls'}",
+                   "second call");
+    json_decref(chunks);
+    gb_buf_release(&out);
+    json_decref(events);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1347,6 +2255,13 @@ int main(void)
         cmocka_unit_test(test_request_fixtures),
         cmocka_unit_test(test_request_fixture_safety),
         cmocka_unit_test(test_request_tool_round_trip),
+        cmocka_unit_test(test_request_media_rows),
+        cmocka_unit_test(test_remote_parts),
+        cmocka_unit_test(test_request_thinking_rows),
+        cmocka_unit_test(test_request_builtin_dropped),
+        cmocka_unit_test(test_request_signature_rows),
+        cmocka_unit_test(test_gemini3_round_trip),
+        cmocka_unit_test(test_gemini3_stream_round_trip),
         cmocka_unit_test(test_finish_reason_map),
         cmocka_unit_test(test_usage_rows),
         cmocka_unit_test(test_response_rows),
@@ -1356,6 +2271,12 @@ int main(void)
         cmocka_unit_test(test_response_sources_dedup),
         cmocka_unit_test(test_response_multi_candidates),
         cmocka_unit_test(test_response_code_execution),
+        cmocka_unit_test(test_response_code_execution_failed),
+        cmocka_unit_test(test_response_code_rows),
+        cmocka_unit_test(test_response_tool_calls),
+        cmocka_unit_test(test_response_tool_calls_length),
+        cmocka_unit_test(test_response_reasoning),
+        cmocka_unit_test(test_response_is_empty),
         cmocka_unit_test(test_stream_text_exact),
         cmocka_unit_test(test_stream_text_fixture),
         cmocka_unit_test(test_stream_thinking),
@@ -1371,6 +2292,10 @@ int main(void)
         cmocka_unit_test(test_stream_utf8_raw),
         cmocka_unit_test(test_stream_out_full),
         cmocka_unit_test(test_stream_finish_once),
+        cmocka_unit_test(test_stream_code_execution),
+        cmocka_unit_test(test_stream_code_after_text),
+        cmocka_unit_test(test_stream_reasoning),
+        cmocka_unit_test(test_stream_tool_calls_across_events),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,82 @@
+/*
+ * schema.h - JSON Schema -> the Schema subset Gemini accepts.
+ *
+ * OpenAI clients describe function parameters and structured output with
+ * full JSON Schema (zod-to-json-schema, pydantic, MCP servers).  Gemini's
+ * "parameters" and "responseSchema" take Google's OpenAPI-style Schema
+ * message instead, parsed as a protobuf: any keyword it does not know is a
+ * 400 ("Unknown name \"additionalProperties\""), and some shapes it knows
+ * are refused too (an array without items, enum on a non-string type).
+ * gb_schema_clean rewrites one into the other.  Pure function, no globals.
+ *
+ * What comes out (a whitelist: every other keyword is dropped, among them
+ * $schema, $id, $comment, $defs, definitions, additionalProperties,
+ * patternProperties, default, examples, exclusiveMinimum, multipleOf, not,
+ * if/then/else):
+ *   type          kept when it is one of string, number, integer, boolean,
+ *                 array, object (any case); ["T","null"] -> "T" + nullable;
+ *                 several non-null types -> anyOf of one branch per type;
+ *                 absent -> inferred: object with properties, array with
+ *                 items, string with enum
+ *   nullable      true when the schema allows null (type list, a null
+ *                 anyOf/oneOf branch, a null enum value, nullable: true)
+ *   format        only what Gemini accepts for the type: string
+ *                 "enum"/"date-time", number "float"/"double", integer
+ *                 "int32"/"int64"; anything else dropped
+ *   enum, const   const -> enum [value]; values as strings (numbers and
+ *                 booleans as their JSON text, null -> nullable, objects
+ *                 and arrays dropped); dropped on a non-string type, where
+ *                 Gemini refuses enums
+ *   properties    each value cleaned; an empty map is left out
+ *   required      filtered to names in properties; left out when empty
+ *   propertyOrdering  filtered the same way
+ *   items         cleaned; a tuple (array of schemas) uses its first
+ *                 schema; an array without items gets {"type":"string"}
+ *                 (Gemini: "items: missing field")
+ *   anyOf, oneOf  oneOf becomes anyOf; null branches become nullable; one
+ *                 branch left -> flattened into the schema
+ *   allOf         branches merged into the schema (properties and required
+ *                 united; the schema's own keywords win)
+ *   $ref          "#", "#/$defs/X", "#/definitions/X" or any "#/..." JSON
+ *                 pointer into the schema is inlined (cleaned), keeping
+ *                 the title/description written next to it; more than
+ *                 GB_SCHEMA_REF_DEPTH nested inlinings (recursive types),
+ *                 an unresolvable ref, or a result past GB_SCHEMA_MAX_NODES
+ *                 nodes -> {"type":"object"}
+ *   title, description, pattern (strings), minimum, maximum (numbers),
+ *   minItems, maxItems, minLength, maxLength, minProperties,
+ *   maxProperties (non-negative integers): copied when well typed
+ *
+ * Known limit: Gemini also refuses an object node without properties
+ * (free-form maps written with additionalProperties, and the ref-depth
+ * fallback), "properties: should be non-empty for OBJECT type"; such a node
+ * comes out as {"type":"object"} and there is no lossless rewrite.
+ */
+#ifndef GB_API_SCHEMA_H
+#define GB_API_SCHEMA_H
+
+#include <jansson.h>
+
+/* Most $ref inlinings nested inside one another (recursive types). */
+#define GB_SCHEMA_REF_DEPTH 6
+/* Most schema nodes one cleaned schema may have once refs are inlined;
+ * bounds the output of ref chains that fan out (2^depth copies). */
+#define GB_SCHEMA_MAX_NODES 20000
+
+/*
+ * Returns the Gemini Schema for a JSON Schema (borrowed).  A schema that is
+ * not an object (true, false, garbage) gives {}.  Returns a new reference;
+ * NULL only on out-of-memory.  Cost: one walk over the schema, plus one per
+ * inlined $ref.
+ */
+json_t *gb_schema_clean(const json_t *schema);
+
+/*
+ * Returns 1 when a cleaned schema declares no parameters at all: an object
+ * (or untyped) schema without properties, anyOf, items or enum, e.g. {} or
+ * {"type":"object"}.  Gemini refuses an OBJECT "parameters" without
+ * properties, so such a function declaration is sent without parameters.
+ */
+int gb_schema_is_empty_object(const json_t *cleaned);
+
+#endif

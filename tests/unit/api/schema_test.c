@@ -1,0 +1,396 @@
+/*
+ * schema_test.c - tests for src/api/schema.c.
+ *
+ * Table rows {JSON Schema as clients send it, Gemini Schema expected}, most
+ * of them shapes real generators emit (zod-to-json-schema, pydantic v2,
+ * MCP servers); JSON is written with ' for " as in openai_chat_test.c.
+ * Recursion, nesting and fan-out limits are checked by walking the output.
+ */
+#include "test.h"
+
+#include <jansson.h>
+
+#include "api/schema.h"
+
+/* Parses JSON written with ' for " (the rows never need a literal '). */
+static json_t *j(const char *sq)
+{
+    char *s = strdup(sq);
+    json_error_t e;
+    json_t *v;
+    char *p;
+
+    assert_non_null(s);
+    for (p = s; *p; p++) {
+        if (*p == '\'')
+            *p = '"';
+    }
+    v = json_loads(s, JSON_DECODE_ANY, &e);
+    if (v == NULL)
+        fail_msg("bad test json (%s) at %d: %s", e.text, e.position, s);
+    free(s);
+    return v;
+}
+
+static void assert_json_eq(const json_t *got, const json_t *want, const char *what)
+{
+    if (!json_equal(got, want)) {
+        char *g = got ? json_dumps(got, JSON_COMPACT) : NULL;
+        char *w = json_dumps(want, JSON_COMPACT | JSON_ENCODE_ANY);
+
+        print_error("%s\n  got:  %s\n  want: %s\n", what, g ? g : "(null)", w);
+        free(g);
+        free(w);
+        fail();
+    }
+}
+
+struct row {
+    const char *name;
+    const char *in;
+    const char *want;
+};
+
+static const struct row rows[] = {
+    {"zod-to-json-schema object: $schema, additionalProperties, default dropped",
+     "{'type':'object','properties':{'path':{'type':'string','description':'File path'},"
+     "'recursive':{'type':'boolean','default':false},'mode':{'type':'string','enum':['r','w']}},"
+     "'required':['path'],'additionalProperties':false,"
+     "'$schema':'http://json-schema.org/draft-07/schema#'}",
+     "{'type':'object','properties':{'path':{'type':'string','description':'File path'},"
+     "'recursive':{'type':'boolean'},'mode':{'type':'string','enum':['r','w']}},"
+     "'required':['path']}"},
+    {"MCP filesystem edit_file: nested array of objects",
+     "{'type':'object','properties':{'path':{'type':'string'},'edits':{'type':'array','items':"
+     "{'type':'object','properties':{'oldText':{'type':'string','description':'Text to search "
+     "for'},'newText':{'type':'string','description':'Text to replace with'}},'required':"
+     "['oldText','newText'],'additionalProperties':false}},'dryRun':{'type':'boolean',"
+     "'default':false,'description':'Preview changes'}},'required':['path','edits'],"
+     "'additionalProperties':false,'$schema':'http://json-schema.org/draft-07/schema#'}",
+     "{'type':'object','properties':{'path':{'type':'string'},'edits':{'type':'array','items':"
+     "{'type':'object','properties':{'oldText':{'type':'string','description':'Text to search "
+     "for'},'newText':{'type':'string','description':'Text to replace with'}},'required':"
+     "['oldText','newText']}},'dryRun':{'type':'boolean','description':'Preview changes'}},"
+     "'required':['path','edits']}"},
+    {"pydantic v2: $defs, $ref with a description beside it, Optional via anyOf",
+     "{'$defs':{'Address':{'properties':{'street':{'title':'Street','type':'string'},'zip':"
+     "{'anyOf':[{'type':'string'},{'type':'null'}],'default':null,'title':'Zip'}},'required':"
+     "['street','zip'],'title':'Address','type':'object'}},'properties':{'name':{'title':"
+     "'Name','type':'string'},'address':{'$ref':'#/$defs/Address','description':'home'}},"
+     "'required':['name','address'],'title':'Person','type':'object'}",
+     "{'type':'object','title':'Person','properties':{'name':{'type':'string','title':'Name'},"
+     "'address':{'type':'object','title':'Address','description':'home','properties':{'street':"
+     "{'type':'string','title':'Street'},'zip':{'type':'string','title':'Zip','nullable':true}},"
+     "'required':['street','zip']}},'required':['name','address']}"},
+    {"pydantic v2: Optional[List[str]] and an enum class by $ref",
+     "{'$defs':{'Color':{'enum':['red','green'],'title':'Color','type':'string'}},'type':"
+     "'object','properties':{'tags':{'anyOf':[{'type':'array','items':{'type':'string'}},"
+     "{'type':'null'}],'default':null,'title':'Tags'},'c':{'$ref':'#/$defs/Color'}},"
+     "'required':['c']}",
+     "{'type':'object','properties':{'tags':{'type':'array','items':{'type':'string'},"
+     "'nullable':true,'title':'Tags'},'c':{'type':'string','enum':['red','green'],'title':"
+     "'Color'}},'required':['c']}"},
+    {"pydantic v2: allOf with one $ref is flattened",
+     "{'allOf':[{'$ref':'#/$defs/Base'}],'description':'x','$defs':{'Base':{'type':'object',"
+     "'properties':{'id':{'type':'string'}},'required':['id']}}}",
+     "{'description':'x','type':'object','properties':{'id':{'type':'string'}},'required':"
+     "['id']}"},
+    {"allOf with several branches: properties and required united",
+     "{'allOf':[{'type':'object','properties':{'a':{'type':'string'}}},{'properties':{'b':"
+     "{'type':'number'}},'required':['a','b']}]}",
+     "{'type':'object','properties':{'a':{'type':'string'},'b':{'type':'number'}},'required':"
+     "['a','b']}"},
+    {"zod-to-json-schema default refs: JSON pointer to an earlier property, definitions",
+     "{'type':'object','properties':{'from':{'type':'object','properties':{'lat':{'type':"
+     "'number'},'lng':{'type':'number'}},'required':['lat','lng'],'additionalProperties':false},"
+     "'to':{'$ref':'#/properties/from'}},'required':['from','to'],'additionalProperties':false,"
+     "'definitions':{},'$schema':'http://json-schema.org/draft-07/schema#'}",
+     "{'type':'object','properties':{'from':{'type':'object','properties':{'lat':{'type':"
+     "'number'},'lng':{'type':'number'}},'required':['lat','lng']},'to':{'type':'object',"
+     "'properties':{'lat':{'type':'number'},'lng':{'type':'number'}},'required':['lat','lng']}},"
+     "'required':['from','to']}"},
+    {"#/definitions/X and escaped pointer tokens",
+     "{'definitions':{'a/b':{'type':'string'},'m~n':{'type':'integer'}},'type':'object',"
+     "'properties':{'x':{'$ref':'#/definitions/a~1b'},'y':{'$ref':'#/definitions/m~0n'}}}",
+     "{'type':'object','properties':{'x':{'type':'string'},'y':{'type':'integer'}}}"},
+    {"unresolvable and external refs become an object, keeping the description",
+     "{'type':'object','properties':{'x':{'$ref':'#/$defs/Missing','description':'m'},'y':"
+     "{'$ref':'http://example.com/s.json'},'z':{'$ref':'#/$defs/a~2'}}}",
+     "{'type':'object','properties':{'x':{'type':'object','description':'m'},'y':{'type':"
+     "'object'},'z':{'type':'object'}}}"},
+    {"zod nullable, const, oneOf, formats",
+     "{'type':'object','properties':{'kind':{'const':'file'},'size':{'type':['integer','null'],"
+     "'format':'int64'},'tag':{'oneOf':[{'type':'string'},{'type':'number'}]},'when':{'type':"
+     "'string','format':'date-time'},'email':{'type':'string','format':'email'},'id':{'type':"
+     "'string','format':'uuid'},'ratio':{'type':'number','format':'float'},'n':{'type':"
+     "'integer','format':'int32'},'bad':{'type':'string','format':'float'}}}",
+     "{'type':'object','properties':{'kind':{'type':'string','enum':['file']},'size':{'type':"
+     "'integer','format':'int64','nullable':true},'tag':{'anyOf':[{'type':'string'},{'type':"
+     "'number'}]},'when':{'type':'string','format':'date-time'},'email':{'type':'string'},"
+     "'id':{'type':'string'},'ratio':{'type':'number','format':'float'},'n':{'type':'integer',"
+     "'format':'int32'},'bad':{'type':'string'}}}"},
+    {"several non-null types split into anyOf",
+     "{'type':['string','integer','null'],'description':'id','maxLength':5}",
+     "{'anyOf':[{'type':'string','maxLength':5},{'type':'integer'}],'description':'id',"
+     "'nullable':true}"},
+    {"keywords of another type are left out",
+     "{'type':'object','properties':{'s':{'type':'string','minimum':1,'items':{'type':'string'},"
+     "'properties':{'a':{}},'required':['a'],'maxLength':3},'n':{'type':'integer','pattern':"
+     "'x','minimum':1,'minItems':1},'a':{'type':'array','maxItems':2,'minProperties':1}}}",
+     "{'type':'object','properties':{'s':{'type':'string','maxLength':3},'n':{'type':"
+     "'integer','minimum':1},'a':{'type':'array','maxItems':2,'items':{'type':'string'}}}}"},
+    {"non-schema anyOf branches are skipped", "{'oneOf':[1,'x',null,{'type':'boolean'}]}",
+     "{'type':'boolean'}"},
+    {"anyOf with several branches and a null one",
+     "{'anyOf':[{'type':'string'},{'type':'integer'},{'type':'null'}],'description':'d'}",
+     "{'anyOf':[{'type':'string'},{'type':'integer'}],'description':'d','nullable':true}"},
+    {"enum values as strings; none on a non-string type; null makes it nullable",
+     "{'type':'object','properties':{'level':{'type':'integer','enum':[1,2,3]},'unit':{'enum':"
+     "['c','f',null]},'flag':{'enum':[true,1.5,'x',{'a':1}]},'one':{'const':7}}}",
+     "{'type':'object','properties':{'level':{'type':'integer'},'unit':{'type':'string','enum':"
+     "['c','f'],'nullable':true},'flag':{'type':'string','enum':['true','1.5','x']},'one':"
+     "{'type':'string','enum':['7']}}}"},
+    {"format enum needs enum values",
+     "{'type':'object','properties':{'a':{'type':'string','format':'enum','enum':['x']},'b':"
+     "{'type':'string','format':'enum'}}}",
+     "{'type':'object','properties':{'a':{'type':'string','format':'enum','enum':['x']},'b':"
+     "{'type':'string'}}}"},
+    {"arrays: missing items, tuple items, uniqueItems dropped",
+     "{'type':'object','properties':{'tags':{'type':'array'},'pair':{'type':'array','items':"
+     "[{'type':'number'},{'type':'string'}],'minItems':2,'maxItems':2},'names':{'type':'array',"
+     "'items':{'type':'string','minLength':1},'uniqueItems':true}}}",
+     "{'type':'object','properties':{'tags':{'type':'array','items':{'type':'string'}},'pair':"
+     "{'type':'array','items':{'type':'number'},'minItems':2,'maxItems':2},'names':{'type':"
+     "'array','items':{'type':'string','minLength':1}}}}"},
+    {"required and propertyOrdering filtered to known properties",
+     "{'type':'object','properties':{'a':{'type':'string'}},'required':['a','b','a',3],"
+     "'propertyOrdering':['b','a']}",
+     "{'type':'object','properties':{'a':{'type':'string'}},'required':['a'],"
+     "'propertyOrdering':['a']}"},
+    {"required without properties is dropped, empty properties left out",
+     "{'type':'object','properties':{},'required':['a']}", "{'type':'object'}"},
+    {"free-form map: additionalProperties only",
+     "{'type':'object','properties':{'env':{'type':'object','additionalProperties':{'type':"
+     "'string'}}}}",
+     "{'type':'object','properties':{'env':{'type':'object'}}}"},
+    {"unsupported keywords dropped, bounds and title kept",
+     "{'$id':'x','$comment':'c','title':'T','type':'object','examples':[{}],'properties':{'n':"
+     "{'type':'number','exclusiveMinimum':0,'multipleOf':2,'minimum':0,'maximum':10.5,"
+     "'default':5,'readOnly':true,'x-google':1},'s':{'type':'string','pattern':'^a+$',"
+     "'minLength':-1,'maxLength':'9','contentMediaType':'text/plain'}},'patternProperties':"
+     "{'^x':{}},'not':{},'minProperties':1,'maxProperties':3}",
+     "{'title':'T','type':'object','properties':{'n':{'type':'number','minimum':0,'maximum':"
+     "10.5},'s':{'type':'string','pattern':'^a+$'}},'minProperties':1,'maxProperties':3}"},
+    {"type inferred from properties, items and enum; unknown type dropped",
+     "{'properties':{'q':{'type':'string'},'l':{'items':{'type':'integer'}},'e':{'enum':['a']},"
+     "'w':{'type':'any','description':'anything'}}}",
+     "{'type':'object','properties':{'q':{'type':'string'},'l':{'type':'array','items':{'type':"
+     "'integer'}},'e':{'type':'string','enum':['a']},'w':{'description':'anything'}}}"},
+    {"OpenAPI style input passes through", "{'type':'STRING','nullable':true,'format':'date-time'}",
+     "{'type':'STRING','nullable':true,'format':'date-time'}"},
+    {"a lone null type", "{'type':'null'}", "{'nullable':true}"},
+    {"boolean schema", "true", "{}"},
+    {"not a schema", "[1,2]", "{}"},
+};
+
+static void test_clean_rows(void **state)
+{
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        json_t *in = j(rows[i].in), *want = j(rows[i].want);
+        json_t *got = gb_schema_clean(in);
+
+        assert_json_eq(got, want, rows[i].name);
+        json_decref(got);
+        json_decref(in);
+        json_decref(want);
+    }
+}
+
+/* The input is never changed (it is borrowed). */
+static void test_clean_leaves_input(void **state)
+{
+    const char *src = "{'$defs':{'A':{'type':'object','properties':{'x':{'type':'string'}}}},"
+                      "'allOf':[{'$ref':'#/$defs/A'},{'required':['x']}],'additionalProperties':"
+                      "false,'anyOf':[{'$ref':'#/$defs/A'},{'type':'null'}]}";
+    json_t *in = j(src), *copy = j(src);
+    json_t *got = gb_schema_clean(in);
+
+    (void)state;
+    assert_non_null(got);
+    assert_json_eq(in, copy, "input unchanged");
+    json_decref(got);
+    json_decref(in);
+    json_decref(copy);
+}
+
+/* A recursive type is inlined GB_SCHEMA_REF_DEPTH times, then cut off. */
+static void test_clean_recursive_ref(void **state)
+{
+    json_t *in = j("{'$defs':{'Node':{'type':'object','properties':{'value':{'type':'string'},"
+                   "'children':{'type':'array','items':{'$ref':'#/$defs/Node'}}},'required':"
+                   "['value']}},'$ref':'#/$defs/Node'}");
+    json_t *got = gb_schema_clean(in), *cut = j("{'type':'object'}");
+    const json_t *node = got;
+    int copies = 0;
+
+    (void)state;
+    assert_non_null(got);
+    while (json_object_get(json_object_get(node, "properties"), "value") != NULL) {
+        copies++;
+        assert_string_equal(json_string_value(json_object_get(node, "type")), "object");
+        assert_non_null(json_object_get(node, "required"));
+        node = json_object_get(json_object_get(json_object_get(node, "properties"), "children"),
+                               "items");
+        assert_non_null(node);
+    }
+    assert_int_equal(copies, GB_SCHEMA_REF_DEPTH);
+    assert_json_eq(node, cut, "cut-off node");
+    json_decref(cut);
+    json_decref(got);
+    json_decref(in);
+}
+
+/* "#" (the root itself) recurses the same way. */
+static void test_clean_root_ref(void **state)
+{
+    json_t *in = j("{'type':'object','properties':{'next':{'$ref':'#'}}}");
+    json_t *got = gb_schema_clean(in);
+    const json_t *node = got;
+    int levels = 0;
+
+    (void)state;
+    while ((node = json_object_get(json_object_get(node, "properties"), "next")) != NULL)
+        levels++;
+    assert_int_equal(levels, GB_SCHEMA_REF_DEPTH + 1);
+    json_decref(got);
+    json_decref(in);
+}
+
+static size_t count_nodes(const json_t *s)
+{
+    const char *k;
+    json_t *v;
+    size_t i, n = 1;
+
+    json_object_foreach(json_object_get(s, "properties"), k, v)
+    {
+        n += count_nodes(v);
+    }
+    if (json_object_get(s, "items") != NULL)
+        n += count_nodes(json_object_get(s, "items"));
+    json_array_foreach(json_object_get(s, "anyOf"), i, v)
+    {
+        n += count_nodes(v);
+    }
+    return n;
+}
+
+/* Refs that fan out (40 properties each pointing at the next level) stop
+ * near GB_SCHEMA_MAX_NODES instead of growing as 40^depth. */
+static void test_clean_fan_out_bounded(void **state)
+{
+    json_t *in = json_object(), *defs = json_object(), *got;
+    char name[16], ref[32], prop[16];
+    int level, k;
+
+    (void)state;
+    for (level = 0; level < GB_SCHEMA_REF_DEPTH + 2; level++) {
+        json_t *props = json_object();
+
+        snprintf(ref, sizeof ref, "#/$defs/L%d", level + 1);
+        for (k = 0; k < 40; k++) {
+            snprintf(prop, sizeof prop, "p%d", k);
+            json_object_set_new(props, prop, json_pack("{s:s}", "$ref", ref));
+        }
+        snprintf(name, sizeof name, "L%d", level);
+        json_object_set_new(defs, name,
+                            json_pack("{s:s,s:o}", "type", "object", "properties", props));
+    }
+    json_object_set_new(in, "$defs", defs);
+    json_object_set_new(in, "$ref", json_string("#/$defs/L0"));
+    got = gb_schema_clean(in);
+    assert_non_null(got);
+    assert_true(count_nodes(got) <= GB_SCHEMA_MAX_NODES + 40 * (GB_SCHEMA_REF_DEPTH + 2));
+    assert_true(count_nodes(got) > 40 * 40);
+    json_decref(got);
+    json_decref(in);
+}
+
+/* Very deep nesting is cut off instead of recursing without bound. */
+static void test_clean_deep_nesting(void **state)
+{
+    json_t *in = json_pack("{s:s}", "type", "string"), *got;
+    const json_t *node;
+    int i, depth = 0;
+
+    (void)state;
+    for (i = 0; i < 500; i++)
+        in = json_pack("{s:s,s:{s:o}}", "type", "object", "properties", "a", in);
+    got = gb_schema_clean(in);
+    assert_non_null(got);
+    for (node = got; json_object_get(json_object_get(node, "properties"), "a") != NULL; depth++)
+        node = json_object_get(json_object_get(node, "properties"), "a");
+    assert_true(depth >= 50 && depth <= 100);
+    json_decref(got);
+    json_decref(in);
+}
+
+static const struct {
+    const char *cleaned;
+    int want;
+} empty_rows[] = {
+    {"{}", 1},
+    {"{'type':'object'}", 1},
+    {"{'type':'OBJECT','description':'no arguments'}", 1},
+    {"{'type':'object','properties':{'a':{'type':'string'}}}", 0},
+    {"{'anyOf':[{'type':'string'},{'type':'integer'}]}", 0},
+    {"{'type':'string'}", 0},
+    {"[]", 0},
+};
+
+static void test_is_empty_object(void **state)
+{
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof empty_rows / sizeof empty_rows[0]; i++) {
+        json_t *s = j(empty_rows[i].cleaned);
+
+        if (gb_schema_is_empty_object(s) != empty_rows[i].want)
+            fail_msg("%s: want %d", empty_rows[i].cleaned, empty_rows[i].want);
+        json_decref(s);
+    }
+    assert_int_equal(gb_schema_is_empty_object(NULL), 0);
+}
+
+/* What a parameterless zod tool sends is empty once cleaned. */
+static void test_empty_after_clean(void **state)
+{
+    json_t *in = j("{'type':'object','properties':{},'additionalProperties':false,'$schema':"
+                   "'http://json-schema.org/draft-07/schema#'}");
+    json_t *got = gb_schema_clean(in);
+
+    (void)state;
+    assert_int_equal(gb_schema_is_empty_object(got), 1);
+    json_decref(got);
+    json_decref(in);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_clean_rows),
+        cmocka_unit_test(test_clean_leaves_input),
+        cmocka_unit_test(test_clean_recursive_ref),
+        cmocka_unit_test(test_clean_root_ref),
+        cmocka_unit_test(test_clean_fan_out_bounded),
+        cmocka_unit_test(test_clean_deep_nesting),
+        cmocka_unit_test(test_is_empty_object),
+        cmocka_unit_test(test_empty_after_clean),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
