@@ -3,6 +3,8 @@
  * send through the attempt loop (upstream.h), translate the answer back.
  */
 #include <event2/buffer.h>
+#include <openssl/evp.h>
+#include <strings.h>
 #include <event2/http.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,12 @@
 #include "server/worker.h"
 #include "upstream/upstream.h"
 
+/* Most image URLs downloaded for one request. */
+#define GB_IMAGE_FETCH_MAX_COUNT 16
+/* Time one image download may take, in ms. */
+#define GB_IMAGE_FETCH_TIMEOUT_MS 30000
+/* Longest image URL named in an error, in bytes. */
+#define GB_IMAGE_URL_MAX 2048
 /* Random characters in a chat completion id. */
 #define GB_CHAT_ID_RAND 24
 
@@ -35,6 +43,8 @@ int gb_model_name_ok(const char *m)
 static void chat_opts(const struct gb_config *cfg, struct gb_chat_opts *o)
 {
     memset(o, 0, sizeof *o);
+    o->thinking_budget_map = cfg->thinking_budget_map;
+    o->show_thinking = cfg->show_thinking;
     o->safety_settings = cfg->safety_settings;
     o->code_execution = cfg->code_execution;
     o->show_search_link = cfg->show_search_link;
@@ -65,6 +75,15 @@ static void on_body(struct gb_req *r)
         json_decref(gem);
         r->error = "upstream answer is not JSON";
         gb_req_error(r, 502, "bad_upstream_response", NULL, "the upstream answer is not JSON");
+        return;
+    }
+    if (gb_chat_response_is_empty(gem)) {
+        json_decref(gem);
+        if (gb_upstream_retry(r, "empty answer") == 0)
+            return;
+        r->error = "empty upstream answer";
+        gb_req_error(r, 502, "empty_response", NULL,
+                     "the upstream answered with an empty response on every attempt");
         return;
     }
     if (r->client_stream) {
@@ -147,6 +166,172 @@ static int build_url(struct gb_req *r)
     return 0;
 }
 
+/* Dumps the translated body (r->acc) as the upstream payload and starts the
+ * attempt loop. */
+static void send_upstream(struct gb_req *r)
+{
+    struct gb_chat_opts opts;
+    char id[GB_CHAT_ID_RAND + 16], rnd[GB_CHAT_ID_RAND + 1];
+
+    r->up_payload = json_dumps(r->acc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(r->acc);
+    r->acc = NULL;
+    r->client_stream = r->chat.stream;
+    /* fake streaming: ask upstream for the whole answer, keep-alives meanwhile */
+    if (r->chat.stream && r->w->ctx->cfg->fake_stream)
+        r->chat.stream = 0;
+    if (r->up_payload == NULL || build_url(r) < 0) {
+        gb_req_error(r, 500, "internal_error", NULL, "out of memory");
+        return;
+    }
+    r->up_payload_len = strlen(r->up_payload);
+    r->up_stream = r->chat.stream;
+    r->ops = &chat_ops;
+    r->pool_model = r->chat.model;
+    if (r->client_stream) {
+        chat_opts(r->w->ctx->cfg, &opts);
+        gb_rand_alnum(rnd, GB_CHAT_ID_RAND);
+        snprintf(id, sizeof id, "chatcmpl-%s", rnd);
+        gb_chat_stream_init(&r->cs, &r->chat, &opts, id, (long long)time(NULL));
+        r->cs_init = 1;
+    }
+    gb_upstream_start(r);
+}
+
+/* ---- remote images: image_url with an http(s) URL ------------------------ */
+
+static void fetch_next(struct gb_req *r);
+
+static size_t on_fetch_write(char *p, size_t size, size_t nmemb, void *ud)
+{
+    struct gb_req *r = ud;
+
+    return gb_buf_append(&r->up_body, p, size * nmemb) < 0 ? 0 : size * nmemb;
+}
+
+static size_t on_fetch_header(char *p, size_t size, size_t nmemb, void *ud)
+{
+    struct gb_req *r = ud;
+    size_t n = size * nmemb, i = 13, len;
+
+    if (n > 13 && strncasecmp(p, "content-type:", 13) == 0) {
+        while (i < n && (p[i] == ' ' || p[i] == '\t'))
+            i++;
+        for (len = 0; i + len < n && p[i + len] != ';' && p[i + len] != '\r' &&
+                      p[i + len] != '\n' && p[i + len] != ' ';
+             len++)
+            ;
+        if (len < sizeof r->up_ctype) {
+            memcpy(r->up_ctype, p + i, len);
+            r->up_ctype[len] = '\0';
+        }
+    }
+    return n;
+}
+
+/* Answers 400 naming the image URL that could not be used. */
+static void fetch_failed(struct gb_req *r, const char *url, const char *why)
+{
+    r->error = "image fetch failed";
+    gb_req_error(r, 400, "invalid_image_url", "messages", "could not fetch image_url %.300s: %s",
+                 url, why);
+}
+
+static void on_fetch_done(void *ud, CURLcode result)
+{
+    struct gb_req *r = ud;
+    json_t *part = r->fetch_parts[r->fetch_i];
+    char url[GB_IMAGE_URL_MAX];
+    long status = 0;
+    char *b64;
+    int n;
+
+    snprintf(url, sizeof url, "%s", json_string_value(json_object_get(part, GB_CHAT_FETCH_KEY)));
+    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+    gb_curlev_easy_put(r->w->curl, r->easy);
+    r->easy = NULL;
+    r->xfer.easy = NULL;
+    if (result != CURLE_OK) {
+        fetch_failed(r, url, result == CURLE_WRITE_ERROR || result == CURLE_FILESIZE_EXCEEDED
+                                 ? "the image is larger than IMAGE_FETCH_MAX_BYTES"
+                                 : curl_easy_strerror(result));
+        return;
+    }
+    if (status < 200 || status > 299) {
+        char why[64];
+        snprintf(why, sizeof why, "the server answered %ld", status);
+        fetch_failed(r, url, why);
+        return;
+    }
+    if (strncmp(r->up_ctype, "image/", 6) != 0) {
+        fetch_failed(r, url, "it is not an image (Content-Type must be image/*)");
+        return;
+    }
+    b64 = malloc(4 * ((r->up_body.len + 2) / 3) + 1);
+    if (b64 == NULL) {
+        gb_req_error(r, 500, "internal_error", NULL, "out of memory");
+        return;
+    }
+    n = EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)r->up_body.data,
+                        (int)r->up_body.len);
+    json_object_clear(part);
+    json_object_set_new(part, "inlineData",
+                        json_pack("{s:s, s:s%}", "mimeType", r->up_ctype, "data", b64, (size_t)n));
+    free(b64);
+    gb_buf_release(&r->up_body);
+    r->fetch_i++;
+    fetch_next(r);
+}
+
+static void fetch_next(struct gb_req *r)
+{
+    const struct gb_config *cfg = r->w->ctx->cfg;
+    json_t *part;
+    const char *url;
+
+    if (r->fetch_i == r->nfetch) {
+        free(r->fetch_parts);
+        r->fetch_parts = NULL;
+        send_upstream(r);
+        return;
+    }
+    part = r->fetch_parts[r->fetch_i];
+    url = json_string_value(json_object_get(part, GB_CHAT_FETCH_KEY));
+    if (cfg->image_fetch_max_bytes == 0) {
+        fetch_failed(r, url ? url : "", "downloading images is off (IMAGE_FETCH_MAX_BYTES=0); "
+                                        "send a data: URL");
+        return;
+    }
+    gb_buf_release(&r->up_body);
+    gb_buf_init(&r->up_body, (size_t)cfg->image_fetch_max_bytes);
+    r->up_ctype[0] = '\0';
+    r->easy = gb_curlev_easy_get(r->w->curl);
+    if (r->easy == NULL || url == NULL) {
+        gb_req_error(r, 500, "internal_error", NULL, "cannot start the image download");
+        return;
+    }
+    curl_easy_setopt(r->easy, CURLOPT_URL, url);
+    curl_easy_setopt(r->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(r->easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(r->easy, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(r->easy, CURLOPT_MAXREDIRS, 3L);
+    curl_easy_setopt(r->easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)cfg->image_fetch_max_bytes);
+    curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, (long)GB_IMAGE_FETCH_TIMEOUT_MS);
+    curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, cfg->connect_timeout * 1000L);
+    curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, on_fetch_write);
+    curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(r->easy, CURLOPT_HEADERFUNCTION, on_fetch_header);
+    curl_easy_setopt(r->easy, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(r->easy, CURLOPT_USERAGENT, "gemini-balance");
+    curl_easy_setopt(r->easy, CURLOPT_PROXY, cfg->proxy ? cfg->proxy : "");
+    if (gb_curlev_add(r->w->curl, &r->xfer, r->easy, on_fetch_done, r) < 0) {
+        gb_curlev_easy_put(r->w->curl, r->easy);
+        r->easy = NULL;
+        gb_req_error(r, 500, "internal_error", NULL, "cannot start the image download");
+    }
+}
+
 void gb_route_chat(struct gb_req *r)
 {
     struct evbuffer *in = evhttp_request_get_input_buffer(r->ev);
@@ -155,8 +340,6 @@ void gb_route_chat(struct gb_req *r)
     struct gb_chat_opts opts;
     struct gb_chat_err err = {{0}, {0}};
     json_error_t jerr;
-    json_t *gem;
-    char id[GB_CHAT_ID_RAND + 16], rnd[GB_CHAT_ID_RAND + 1];
 
     gb_req_set_state(r, GB_REQ_PARSE);
     if (len == 0) {
@@ -177,12 +360,12 @@ void gb_route_chat(struct gb_req *r)
     }
     gb_req_set_state(r, GB_REQ_TRANSLATE);
     chat_opts(r->w->ctx->cfg, &opts);
-    gem = gb_chat_request_to_gemini(r->oai, &opts, &r->chat, &err);
-    if (gem == NULL && strcmp(err.message, "out of memory") == 0) {
+    r->acc = gb_chat_request_to_gemini(r->oai, &opts, &r->chat, &err);
+    if (r->acc == NULL && strcmp(err.message, "out of memory") == 0) {
         gb_req_error(r, 500, "internal_error", NULL, "out of memory");
         return;
     }
-    if (gem == NULL) {
+    if (r->acc == NULL) {
         gb_req_error(r, 400, "invalid_request_error", err.param[0] ? err.param : NULL, "%s",
                      err.message[0] ? err.message : "invalid request");
         return;
@@ -191,30 +374,29 @@ void gb_route_chat(struct gb_req *r)
     if (strncmp(r->chat.model, "models/", 7) == 0)
         memmove(r->chat.model, r->chat.model + 7, strlen(r->chat.model + 7) + 1);
     if (!gb_model_name_ok(r->chat.model)) {
-        json_decref(gem);
         gb_req_error(r, 400, "invalid_request_error", "model",
                      "invalid model name: use letters, digits, '.', '_' and '-' only");
         return;
     }
-    r->up_payload = json_dumps(gem, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(gem);
-    r->client_stream = r->chat.stream;
-    /* fake streaming: ask upstream for the whole answer, keep-alives meanwhile */
-    if (r->chat.stream && r->w->ctx->cfg->fake_stream)
-        r->chat.stream = 0;
-    if (r->up_payload == NULL || build_url(r) < 0) {
+    if (r->chat.builtin_dropped)
+        gb_debug("chat: function tools given: googleSearch/codeExecution left out");
+    if (r->chat.remote_parts == 0) {
+        send_upstream(r);
+        return;
+    }
+    /* images by URL: download them first, one after the other */
+    if (r->chat.remote_parts > GB_IMAGE_FETCH_MAX_COUNT) {
+        gb_req_error(r, 400, "invalid_request_error", "messages",
+                     "too many image URLs (%zu): at most %d per request", r->chat.remote_parts,
+                     GB_IMAGE_FETCH_MAX_COUNT);
+        return;
+    }
+    r->fetch_parts = calloc(r->chat.remote_parts, sizeof *r->fetch_parts);
+    if (r->fetch_parts == NULL || gb_req_watch_client(r) < 0) {
         gb_req_error(r, 500, "internal_error", NULL, "out of memory");
         return;
     }
-    r->up_payload_len = strlen(r->up_payload);
-    r->up_stream = r->chat.stream;
-    r->ops = &chat_ops;
-    r->pool_model = r->chat.model;
-    if (r->client_stream) {
-        gb_rand_alnum(rnd, GB_CHAT_ID_RAND);
-        snprintf(id, sizeof id, "chatcmpl-%s", rnd);
-        gb_chat_stream_init(&r->cs, &r->chat, &opts, id, (long long)time(NULL));
-        r->cs_init = 1;
-    }
-    gb_upstream_start(r);
+    r->nfetch = gb_chat_remote_parts(r->acc, r->fetch_parts, r->chat.remote_parts);
+    r->fetch_i = 0;
+    fetch_next(r);
 }

@@ -10,6 +10,9 @@
 /* POST /v1/chat/completions */
 void gb_route_chat(struct gb_req *r);
 
+/* POST /v1/embeddings */
+void gb_route_embeddings(struct gb_req *r);
+
 /* GET /v1/models; GET /v1/models/{id} with id (borrowed) non-NULL */
 void gb_route_models(struct gb_req *r, const char *id);
 

@@ -30,7 +30,8 @@ enum cfg_type {
     T_BYTES,
     T_LOGLEVEL,
     T_LOGFORMAT,
-    T_STRATEGY
+    T_STRATEGY,
+    T_JSON_OBJECT
 };
 
 struct cfg_row {
@@ -85,6 +86,13 @@ static const struct cfg_row rows[] = {
      (long long)1 << 40, "largest request body accepted, in bytes"},
     {"PROXY", NULL, T_STR, F(proxy), "", 0, 0,
      "upstream proxy URL (http://, https://, socks5://); empty: none"},
+    {"SHOW_THINKING_PROCESS", NULL, T_BOOL, F(show_thinking), "true", 0, 0,
+     "return the model's thoughts as reasoning_content (false: drop them)"},
+    {"THINKING_BUDGET_MAP", NULL, T_JSON_OBJECT, F(thinking_budget_map), "{}", 0, 0,
+     "default thinking budget per model when the client sets no reasoning_effort: "
+     "{\"gemini-2.5-flash\":1024}"},
+    {"IMAGE_FETCH_MAX_BYTES", NULL, T_LONG, F(image_fetch_max_bytes), "20971520", 0,
+     1073741824, "largest image the gateway downloads for an image_url (0: never download)"},
     {"STREAM_KEEPALIVE_SECONDS", NULL, T_LONG, F(stream_keepalive_s), "15", 0, 3600,
      "send an SSE comment when a stream is silent this long (0: never)"},
     {"FAKE_STREAM_ENABLED", NULL, T_BOOL, F(fake_stream), "false", 0, 0,
@@ -266,12 +274,14 @@ static int parse_value(const struct cfg_row *r, const char *v, struct gb_config 
         if (rc == GB_EPARSE)
             snprintf(expect, elen, "a list: [\"a\",\"b\"] or a,b");
         return rc;
-    case T_JSON_ARRAY: {
+    case T_JSON_ARRAY:
+    case T_JSON_OBJECT: {
         json_error_t jerr;
         json_t *j = json_loads(v, 0, &jerr);
-        if (!json_is_array(j)) {
+        int ok = r->type == T_JSON_ARRAY ? json_is_array(j) : json_is_object(j);
+        if (!ok) {
             json_decref(j);
-            snprintf(expect, elen, "a JSON array");
+            snprintf(expect, elen, r->type == T_JSON_ARRAY ? "a JSON array" : "a JSON object");
             return GB_EPARSE;
         }
         *(json_t **)field = j;
@@ -440,6 +450,7 @@ void gb_config_free(struct gb_config *c)
     free(c->data_dir);
     free(c->metrics_token);
     json_decref(c->safety_settings);
+    json_decref(c->thinking_budget_map);
     free(c);
 }
 
@@ -481,6 +492,19 @@ static int finish(struct gb_config *c, char *err, size_t errlen)
     if (c->workers == 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         c->workers = cpus > 0 ? cpus : 1;
+    }
+    {
+        const char *m;
+        json_t *b;
+        json_object_foreach(c->thinking_budget_map, m, b) {
+            if (!json_is_integer(b) || json_integer_value(b) < -1) {
+                snprintf(err, errlen,
+                         "THINKING_BUDGET_MAP: expected integer budgets (tokens, -1 = dynamic), "
+                         "got a bad value for \"%.64s\"",
+                         m);
+                return GB_EINVAL;
+            }
+        }
     }
     for (size_t i = 0; i < json_array_size(c->safety_settings); i++) {
         if (!json_is_object(json_array_get(c->safety_settings, i))) {
@@ -552,7 +576,7 @@ void gb_config_write_help(FILE *f)
     fputs("configuration (environment or .env; the environment wins):\n", f);
     for (size_t i = 0; i < NROWS; i++) {
         const char *def = rows[i].def;
-        if (rows[i].type == T_JSON_ARRAY)
+        if (rows[i].type == T_JSON_ARRAY || rows[i].type == T_JSON_OBJECT)
             def = "(see .env.example)";
         fprintf(f, "  %-30s %s%s%s%s\n", rows[i].name, rows[i].help, *def ? " [default: " : "",
                 def, *def ? "]" : "");

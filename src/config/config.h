@@ -45,6 +45,9 @@ struct gb_config {
     struct gb_strlist allowed_origins; /* CORS origins; "*" = any */
     long long max_request_bytes;      /* largest accepted request body */
     char *proxy;                      /* upstream proxy URL, or NULL */
+    int show_thinking;                /* thoughts as reasoning_content */
+    json_t *thinking_budget_map;      /* JSON object model -> budget, owned; NULL = none */
+    long image_fetch_max_bytes;       /* largest remote image fetched for a chat request */
     long stream_keepalive_s;          /* SSE comment after this many silent seconds; 0 = off */
     int fake_stream;                  /* stream:true runs upstream as non-stream */
     long key_strategy;                /* enum gb_key_strategy */

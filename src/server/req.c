@@ -106,6 +106,7 @@ void gb_req_finish(struct gb_req *r)
         gb_chat_stream_release(&r->cs);
     json_decref(r->oai);
     json_decref(r->acc);
+    free(r->fetch_parts);
 
     a.method = r->method;
     a.path = r->path;

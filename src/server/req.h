@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "api/openai_chat.h"
+#include "api/openai_embeddings.h"
 #include "core/buf.h"
 #include "sse/sse.h"
 #include "upstream/curlev.h"
@@ -122,7 +123,12 @@ struct gb_req {
     struct gb_chat_stream cs;
     int cs_init;
     struct gb_buf out;     /* owned: client output waiting to be sent */
-    json_t *acc;           /* owned: route accumulator (models pages) */
+    json_t *acc;           /* owned: route accumulator (models pages, chat body) */
+    struct gb_embed_req embed;
+    size_t embed_from;     /* first input of the current batch */
+    json_int_t embed_tokens;
+    json_t **fetch_parts;  /* owned array of borrowed parts: images to download */
+    size_t nfetch, fetch_i;
     int pages;
     int stream_error_sent; /* an error event already ended the stream */
     char route_arg[GB_MODEL_NAME_MAX + 1]; /* e.g. the model id of GET /models/{id} */

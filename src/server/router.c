@@ -117,7 +117,8 @@ static const char *openai_rest(const char *path)
         return path + 6;
     if (strncmp(path, "/v1/", 4) == 0)
         return path + 3;
-    if (strcmp(path, "/chat/completions") == 0 || strncmp(path, "/models", 7) == 0)
+    if (strcmp(path, "/chat/completions") == 0 || strcmp(path, "/embeddings") == 0 ||
+        strncmp(path, "/models", 7) == 0)
         return path;
     return NULL;
 }
@@ -215,6 +216,15 @@ static void route(struct gb_req *r, enum evhttp_cmd_type cmd)
         }
         if (authorized(r))
             gb_route_chat(r);
+        return;
+    }
+    if (strcmp(rest, "/embeddings") == 0) {
+        if (cmd != EVHTTP_REQ_POST) {
+            gb_req_error(r, 405, "method_not_allowed", NULL, "use POST for %s", r->path);
+            return;
+        }
+        if (authorized(r))
+            gb_route_embeddings(r);
         return;
     }
     if (strcmp(rest, "/models") == 0 || strncmp(rest, "/models/", 8) == 0) {

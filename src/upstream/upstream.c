@@ -434,6 +434,16 @@ static void attempt(struct gb_req *r)
     }
 }
 
+int gb_upstream_retry(struct gb_req *r, const char *why)
+{
+    if (r->round_attempts > r->w->ctx->cfg->max_retries)
+        return -1;
+    gb_debug("attempt %d with key %s: %s, retrying", r->attempts,
+             gb_keypool_key_id(r->w->ctx->pool, r->key_idx), why);
+    attempt(r);
+    return 0;
+}
+
 void gb_upstream_start(struct gb_req *r)
 {
     r->ntried = 0;

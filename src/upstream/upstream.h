@@ -16,6 +16,11 @@
  * model-list pages, the next request with a fresh attempt count). */
 void gb_upstream_start(struct gb_req *r);
 
+/* From ops->on_body: the 2xx answer is unusable (e.g. empty); try another
+ * key if the retry budget allows.  Returns 0 when an attempt started (the
+ * request goes on), -1 when the budget is spent (the caller must answer). */
+int gb_upstream_retry(struct gb_req *r, const char *why);
+
 /* Replies to the client with the current attempt's upstream error (status
  * and message kept, key masked, in the client's API format). */
 void gb_upstream_reply_error(struct gb_req *r);
