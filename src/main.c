@@ -20,6 +20,8 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "keypool/keypool.h"
+#include "keypool/keystore.h"
+#include "store/store.h"
 #include "server/worker.h"
 
 #define GB_VERSION "0.1.0"
@@ -84,8 +86,9 @@ int main(int argc, char **argv)
 {
     const char *env_file = NULL;
     struct gb_config *cfg;
-    struct gb_ctx ctx;
+    struct gb_ctx ctx = {0};
     struct gb_keypool_opts pool_opts = {0};
+    struct gb_store_opts store_opts = {0};
     struct gb_worker *workers = NULL;
     char err[512], portstr[16];
     sigset_t sigs;
@@ -126,16 +129,30 @@ int main(int argc, char **argv)
     json_object_seed(0);
     signal(SIGPIPE, SIG_IGN);
 
-    memset(&ctx, 0, sizeof ctx);
     ctx.cfg = cfg;
     ctx.version = GB_VERSION;
     ctx.started_ms = gb_now_ms();
     pthread_mutex_init(&ctx.models.lock, NULL);
+    store_opts.data_dir = cfg->data_dir;
+    store_opts.request_log_days = (int)cfg->request_log_days;
+    store_opts.error_log_days = (int)cfg->error_log_days;
+    ctx.store = gb_store_open(&store_opts, err, sizeof err);
+    if (ctx.store == NULL) {
+        gb_error("cannot open the database in DATA_DIR (%s): %s", cfg->data_dir, err);
+        goto out;
+    }
+    pool_opts.on_change = gb_keystore_on_change;
+    pool_opts.ud = ctx.store;
     pool_opts.max_failures = cfg->max_failures;
     pool_opts.strategy = (enum gb_key_strategy)cfg->key_strategy;
     pool_opts.rpm_limit = cfg->key_rpm_limit;
     pool_opts.rpd_limit = cfg->key_rpd_limit;
     ctx.pool = gb_keypool_new(&cfg->api_keys, &pool_opts);
+    if (ctx.pool != NULL) {
+        int restored = gb_keystore_restore(ctx.store, ctx.pool);
+        if (restored > 0)
+            gb_info("restored the state of %d keys from %s", restored, cfg->data_dir);
+    }
     workers = calloc((size_t)cfg->workers, sizeof *workers);
     if (ctx.pool == NULL || workers == NULL) {
         gb_error("out of memory");
@@ -178,6 +195,8 @@ out:
         gb_worker_stop(&workers[i]);
     for (long i = 0; i < started; i++)
         gb_worker_join(&workers[i]);
+    /* the store writes what is queued before the pool it mirrors goes */
+    gb_store_close(ctx.store);
     free(workers);
     gb_keypool_free(ctx.pool);
     free(ctx.models.json);

@@ -50,6 +50,17 @@ static void chat_opts(const struct gb_config *cfg, struct gb_chat_opts *o)
     o->show_search_link = cfg->show_search_link;
 }
 
+/* Token counts for the request log, from a Gemini usageMetadata. */
+static void take_usage(struct gb_req *r, const json_t *u)
+{
+    if (!json_is_object(u))
+        return;
+    r->prompt_tokens = (int)json_integer_value(json_object_get(u, "promptTokenCount"));
+    r->completion_tokens = (int)(json_integer_value(json_object_get(u, "candidatesTokenCount")) +
+                                 json_integer_value(json_object_get(u, "thoughtsTokenCount")));
+    r->total_tokens = (int)json_integer_value(json_object_get(u, "totalTokenCount"));
+}
+
 /* FAKE_STREAM_ENABLED: the whole answer has the shape of one stream event,
  * so it goes through the stream translator and out as chunks. */
 static void fake_stream_answer(struct gb_req *r, json_t *gem)
@@ -77,6 +88,7 @@ static void on_body(struct gb_req *r)
         gb_req_error(r, 502, "bad_upstream_response", NULL, "the upstream answer is not JSON");
         return;
     }
+    take_usage(r, json_object_get(gem, "usageMetadata"));
     if (gb_chat_response_is_empty(gem)) {
         json_decref(gem);
         if (gb_upstream_retry(r, "empty answer") == 0)
@@ -146,6 +158,7 @@ static int on_event(struct gb_req *r, const char *data, size_t len)
 
 static void on_stream_end(struct gb_req *r)
 {
+    take_usage(r, r->cs.usage);
     gb_chat_stream_finish(&r->cs, &r->out);
 }
 

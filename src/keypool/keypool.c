@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <openssl/sha.h>
 #include <time.h>
 
 #include "core/err.h"
@@ -201,6 +202,7 @@ static struct heap_ent heap_pop(struct heap *h)
 struct key {
     char *key;          /* the secret; kept until gb_keypool_free */
     char id[32];        /* "#<slot>...<last4>" */
+    char sha[65];       /* hex SHA-256 of the key */
     uint64_t hash;
     int disabled, deleted, from_admin;
     long failures;
@@ -447,6 +449,19 @@ static long lookup(struct gb_keypool *kp, const char *key, uint64_t h)
     return -1;
 }
 
+static void sha256_hex(const char *key, char out[65])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[SHA256_DIGEST_LENGTH];
+
+    SHA256((const unsigned char *)key, strlen(key), md);
+    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[64] = '\0';
+}
+
 static int key_ok(const char *key)
 {
     size_t n = strlen(key);
@@ -487,6 +502,7 @@ static int add_locked(struct gb_keypool *kp, const char *key, int from_admin)
         return GB_ENOMEM;
     k->hash = h;
     k->from_admin = from_admin;
+    sha256_hex(key, k->sha);
     snprintf(k->id, sizeof k->id, "#%zu%s", kp->n, gb_log_mask(key, mask));
     for (j = h & (kp->tcap - 1); kp->table[j] != 0; j = (j + 1) & (kp->tcap - 1))
         ;
@@ -718,6 +734,32 @@ const char *gb_keypool_key_id(struct gb_keypool *kp, uint32_t idx)
     return id;
 }
 
+const char *gb_keypool_key_hash(struct gb_keypool *kp, uint32_t idx)
+{
+    const char *h;
+
+    pthread_mutex_lock(&kp->lock);
+    h = idx < kp->n ? kp->keys[idx].sha : "";
+    pthread_mutex_unlock(&kp->lock);
+    return h;
+}
+
+int gb_keypool_find_hash(struct gb_keypool *kp, const char *hash, uint32_t *idx)
+{
+    int rc = GB_EINVAL;
+
+    pthread_mutex_lock(&kp->lock);
+    for (size_t i = 0; i < kp->n; i++) {
+        if (!kp->keys[i].deleted && strcmp(kp->keys[i].sha, hash) == 0) {
+            *idx = (uint32_t)i;
+            rc = 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&kp->lock);
+    return rc;
+}
+
 /* ---- reporting ---------------------------------------------------------- */
 
 /* Fills a snapshot of key i (lock held); strings stay valid while the pool
@@ -731,6 +773,7 @@ static void snapshot(struct gb_keypool *kp, uint32_t i, struct gb_key_snapshot *
     s->idx = i;
     s->key = k->key;
     s->id = k->id;
+    s->hash = k->sha;
     s->disabled = k->disabled;
     s->deleted = k->deleted;
     s->from_admin = k->from_admin;
@@ -1040,6 +1083,7 @@ int gb_keypool_info(struct gb_keypool *kp, uint32_t idx, struct gb_key_info *inf
     memset(info, 0, sizeof *info);
     info->idx = idx;
     snprintf(info->id, sizeof info->id, "%s", k->id);
+    memcpy(info->hash, k->sha, sizeof info->hash);
     info->disabled = k->disabled;
     info->from_admin = k->from_admin;
     info->failures = k->failures;

@@ -69,6 +69,7 @@ struct gb_key_snapshot {
     uint32_t idx;
     const char *key;        /* borrowed for the call */
     const char *id;         /* masked id */
+    const char *hash;       /* hex SHA-256 of the key */
     int disabled, deleted, from_admin;
     long failures;
     const char *last_error;
@@ -97,6 +98,7 @@ struct gb_keypool_stats {
 struct gb_key_info {
     uint32_t idx;
     char id[32];
+    char hash[65];
     int disabled, from_admin;
     long failures;
     char last_error[160];
@@ -139,6 +141,13 @@ char *gb_keypool_key(struct gb_keypool *kp, uint32_t idx, char *out, size_t outl
 /* A masked id for logs, e.g. "#3...Ab12" (borrowed, stays valid until
  * gb_keypool_free). */
 const char *gb_keypool_key_id(struct gb_keypool *kp, uint32_t idx);
+
+/* Hex SHA-256 of the key at idx: how the store knows a key without holding
+ * it (borrowed, 64 digits, stays valid until gb_keypool_free). */
+const char *gb_keypool_key_hash(struct gb_keypool *kp, uint32_t idx);
+
+/* Finds a key by its hash; returns 0 with *idx, or GB_EINVAL. */
+int gb_keypool_find_hash(struct gb_keypool *kp, const char *hash, uint32_t *idx);
 
 /* Records the outcome of an attempt for model (may be NULL). */
 void gb_keypool_report(struct gb_keypool *kp, uint32_t idx, const char *model,

@@ -24,6 +24,7 @@
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "metrics/metrics.h"
 #include "server/worker.h"
 
 static const char *const state_names[] = {
@@ -78,6 +79,38 @@ static void unhook_client(struct gb_req *r)
         evhttp_connection_set_closecb(r->evcon, NULL, NULL);
 }
 
+static const char *const route_names[] = {"chat", "embeddings", "models", "native", "admin",
+                                          "other"};
+
+/* Metrics and the request log for a finished request. */
+static void record(struct gb_req *r)
+{
+    struct gb_ctx *ctx = r->w->ctx;
+    int status = r->client_gone && !r->reply_started ? 499 : r->status;
+    double latency = (double)(gb_now_us() - r->t0_us) / 1e6;
+    struct gb_store_request rec;
+
+    gb_metrics_request((enum gb_metric_route)r->route, r->model[0] ? r->model : NULL, status,
+                       latency, r->ttfb_us ? (double)(r->ttfb_us - r->t0_us) / 1e6 : -1);
+    if (ctx->store == NULL || r->route == GB_ROUTE_OTHER || r->route == GB_ROUTE_ADMIN)
+        return;
+    memset(&rec, 0, sizeof rec);
+    snprintf(rec.route, sizeof rec.route, "%s", route_names[r->route]);
+    snprintf(rec.model, sizeof rec.model, "%s", r->model);
+    if (r->has_key) {
+        snprintf(rec.key_hash, sizeof rec.key_hash, "%s",
+                 gb_keypool_key_hash(ctx->pool, r->key_idx));
+        snprintf(rec.key_id, sizeof rec.key_id, "%s", gb_keypool_key_id(ctx->pool, r->key_idx));
+    }
+    rec.status = status;
+    rec.attempts = r->attempts;
+    rec.latency_ms = (int)(latency * 1000);
+    rec.prompt_tokens = r->prompt_tokens;
+    rec.completion_tokens = r->completion_tokens;
+    rec.total_tokens = r->total_tokens;
+    gb_store_log_request(ctx->store, &rec);
+}
+
 void gb_req_finish(struct gb_req *r)
 {
     struct gb_worker *w = r->w;
@@ -108,6 +141,7 @@ void gb_req_finish(struct gb_req *r)
     json_decref(r->acc);
     free(r->fetch_parts);
 
+    record(r);
     a.method = r->method;
     a.path = r->path;
     a.model = r->model[0] ? r->model : NULL;
@@ -203,6 +237,8 @@ void gb_req_reply(struct gb_req *r, int status, const char *ctype, const char *b
 
     r->status = status;
     unhook_client(r);
+    if (r->ttfb_us == 0)
+        r->ttfb_us = gb_now_us();
     if (ev != NULL && !r->client_gone) {
         h = evhttp_request_get_output_headers(ev);
         if (ctype != NULL)
@@ -292,6 +328,7 @@ void gb_req_stream_start(struct gb_req *r, const char *ctype)
         return;
     r->reply_started = 1;
     r->status = 200;
+    r->ttfb_us = gb_now_us();
     h = evhttp_request_get_output_headers(r->ev);
     evhttp_add_header(h, "Content-Type", ctype ? ctype : "text/event-stream; charset=utf-8");
     evhttp_add_header(h, "Cache-Control", "no-cache");

@@ -71,6 +71,7 @@ struct gb_req {
     struct evhttp_request *ev;       /* NULL once handed back to evhttp or freed */
     struct evhttp_connection *evcon; /* NULL once the client is gone */
     enum gb_api api;
+    int route;              /* enum gb_metric_route, for metrics and the request log */
     const struct gb_route_ops *ops;
     char method[8];
     char path[GB_PATH_MAX]; /* normalised, without the query */
@@ -117,6 +118,8 @@ struct gb_req {
     int sse_init;
 
     /* --- route data --- */
+    int prompt_tokens, completion_tokens, total_tokens; /* from usageMetadata, 0 unknown */
+    int64_t ttfb_us;       /* first byte of the answer sent, 0 = none */
     char model[GB_MODEL_NAME_MAX + 1]; /* for the access log */
     json_t *oai;           /* owned: parsed client body */
     struct gb_chat_req chat;

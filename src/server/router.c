@@ -20,6 +20,7 @@
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "metrics/metrics.h"
 #include "server/worker.h"
 
 /* Magic number of a live gb_req (checked in debug builds). */
@@ -198,6 +199,7 @@ static void route(struct gb_req *r, enum evhttp_cmd_type cmd)
             gb_req_error(r, 405, NULL, NULL, "%s is not allowed on %s", r->method, r->path);
             return;
         }
+        r->route = GB_ROUTE_NATIVE;
         if (authorized(r))
             gb_route_native(r, rest, cmd == EVHTTP_REQ_POST);
         return;
@@ -214,6 +216,7 @@ static void route(struct gb_req *r, enum evhttp_cmd_type cmd)
             gb_req_error(r, 405, "method_not_allowed", NULL, "use POST for %s", r->path);
             return;
         }
+        r->route = GB_ROUTE_CHAT;
         if (authorized(r))
             gb_route_chat(r);
         return;
@@ -223,6 +226,7 @@ static void route(struct gb_req *r, enum evhttp_cmd_type cmd)
             gb_req_error(r, 405, "method_not_allowed", NULL, "use POST for %s", r->path);
             return;
         }
+        r->route = GB_ROUTE_EMBEDDINGS;
         if (authorized(r))
             gb_route_embeddings(r);
         return;
@@ -232,6 +236,7 @@ static void route(struct gb_req *r, enum evhttp_cmd_type cmd)
             gb_req_error(r, 405, "method_not_allowed", NULL, "use GET for %s", r->path);
             return;
         }
+        r->route = GB_ROUTE_MODELS;
         if (authorized(r))
             gb_route_models(r, rest[7] == '/' ? rest + 8 : NULL);
         return;
@@ -255,6 +260,7 @@ void gb_router_on_request(struct evhttp_request *ev, void *arg)
     r->ev = ev;
     r->evcon = evhttp_request_get_connection(ev);
     r->t0_us = gb_now_us();
+    r->route = GB_ROUTE_OTHER;
     gb_buf_init(&r->out, GB_REQ_OUT_MAX);
     r->status = 0;
     w->active++;

@@ -16,6 +16,7 @@
 
 #include "config/config.h"
 #include "keypool/keypool.h"
+#include "store/store.h"
 #include "upstream/curlev.h"
 
 /* How long a draining worker waits for requests in flight, in ms. */
@@ -38,6 +39,7 @@ struct gb_models_cache {
 struct gb_ctx {
     const struct gb_config *cfg; /* borrowed from main, immutable */
     struct gb_keypool *pool;     /* borrowed from main */
+    struct gb_store *store;      /* borrowed from main; NULL when persistence is off */
     struct gb_models_cache models;
     int64_t started_ms;
     const char *version;

@@ -23,6 +23,7 @@
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "metrics/metrics.h"
 #include "server/worker.h"
 #include "upstream/policy.h"
 
@@ -247,6 +248,56 @@ static void end_relay(struct gb_req *r, CURLcode result)
     gb_req_stream_end(r);
 }
 
+static enum gb_metric_attempt attempt_outcome(const struct gb_verdict *v, CURLcode result,
+                                              long status)
+{
+    switch (v->key) {
+    case GB_KEY_OK: return GB_ATTEMPT_OK;
+    case GB_KEY_FAILED: return GB_ATTEMPT_KEY_INVALID;
+    case GB_KEY_LIMITED: return GB_ATTEMPT_RATE_LIMITED;
+    case GB_KEY_NEUTRAL: break;
+    }
+    if (status >= 500)
+        return GB_ATTEMPT_SERVER_ERROR;
+    if (status == 0 || result != CURLE_OK)
+        return GB_ATTEMPT_TRANSPORT;
+    return GB_ATTEMPT_CLIENT_ERROR;
+}
+
+/* A failed attempt goes to the error log, its message scrubbed of the key. */
+static void log_error(struct gb_req *r, const struct gb_verdict *v, CURLcode result, long status)
+{
+    struct gb_ctx *ctx = r->w->ctx;
+    struct gb_store_error e;
+    json_t *root = NULL;
+    const char *msg = NULL;
+    char key[GB_KEY_HEADER_MAX];
+
+    if (ctx->store == NULL)
+        return;
+    memset(&e, 0, sizeof e);
+    snprintf(e.key_hash, sizeof e.key_hash, "%s", gb_keypool_key_hash(ctx->pool, r->key_idx));
+    snprintf(e.key_id, sizeof e.key_id, "%s", gb_keypool_key_id(ctx->pool, r->key_idx));
+    snprintf(e.model, sizeof e.model, "%s", r->pool_model ? r->pool_model : "");
+    e.status = (int)status;
+    snprintf(e.reason, sizeof e.reason, "%s",
+             v->reason[0] ? v->reason : status == 0 ? "transport" : "error");
+    if (r->up_body.len > 0 && status >= 400) {
+        root = json_loadb(r->up_body.data, r->up_body.len, 0, NULL);
+        if (json_is_array(root))
+            msg = json_string_value(
+                json_object_get(json_object_get(json_array_get(root, 0), "error"), "message"));
+        else
+            msg = json_string_value(json_object_get(json_object_get(root, "error"), "message"));
+    }
+    snprintf(e.message, sizeof e.message, "%s",
+             msg ? msg : status == 0 || result != CURLE_OK ? curl_easy_strerror(result) : "");
+    json_decref(root);
+    scrub(e.message, gb_keypool_key(ctx->pool, r->key_idx, key, sizeof key));
+    memset(key, 0, sizeof key);
+    gb_store_log_error(ctx->store, &e);
+}
+
 /* Tells the key pool what the attempt taught us about its key. */
 static void report_attempt(struct gb_req *r, const struct gb_verdict *v, CURLcode result,
                            long status)
@@ -262,6 +313,11 @@ static void report_attempt(struct gb_req *r, const struct gb_verdict *v, CURLcod
         snprintf(err, sizeof err, "%s", curl_easy_strerror(result));
     rep.error = err;
     gb_keypool_report(r->w->ctx->pool, r->key_idx, r->pool_model, v->key, &rep);
+    gb_metrics_attempt(attempt_outcome(v, result, status));
+    if (v->key == GB_KEY_LIMITED)
+        gb_metrics_cooldown();
+    if (v->key != GB_KEY_OK)
+        log_error(r, v, result, status);
 }
 
 static void on_done(void *ud, CURLcode result)

@@ -64,6 +64,11 @@ const ENV_NAMES = {
     modelsPageDefault: 'GB_FAKE_MODELS_PAGE_DEFAULT',
 };
 
+/* The events of a recorded SSE body, parsed. */
+function sseEvents(text) {
+    return text.split('\r\n\r\n').filter((s) => s.startsWith('data: ')).map((s) => JSON.parse(s.slice(6)));
+}
+
 function defaultFixturesDir() {
     return process.env.GB_FIXTURES || path.resolve(REPO_DIR, '..', 'shared', 'fixtures');
 }
@@ -98,8 +103,25 @@ function loadFixtures(dir) {
         batchEmbed: json('batch-embed-contents.json'),
         safetyBlocked: json('generate-content-safety-blocked.json'),
         functionCall: text('generate-content-function-call.json'),
+        functionCallGemini3: text('generate-content-function-call-gemini3.json'),
+        streamFunctionCallGemini3: sseEvents(text('stream-function-call-gemini3.sse')),
+        streamFunctionCall: sseEvents(text('stream-function-call.sse')),
+        codeExecution: text('generate-content-code-execution.json'),
+        streamCodeExecution: sseEvents(text('stream-code-execution.sse')),
+        promptBlocked: text('generate-content-prompt-blocked.json'),
+        streamPromptBlocked: sseEvents(text('stream-prompt-blocked-legacy.sse')),
+        streamThinking: sseEvents(text('stream-thinking.sse')),
     };
     fx.functionCallParts = JSON.parse(fx.functionCall).candidates[0].content.parts;
+    /* function-call-2: the call of generate-content-function-call.json, then
+     * the one of stream-function-call.sse (get_capital {"country":"France"}) */
+    fx.twoCallParts = [fx.functionCallParts[0], fx.streamFunctionCall[0].candidates[0].content.parts[0]];
+    /* thinking-tokens: the first two thought parts of stream-thinking.sse */
+    fx.thoughtParts = fx.streamThinking
+        .map((e) => e.candidates[0].content.parts[0])
+        .filter((p) => p.thought)
+        .slice(0, 2)
+        .map((p) => ({ text: p.text, thought: true }));
     return fx;
 }
 
@@ -175,12 +197,51 @@ function textsOf(content) {
     return content.parts.filter((p) => typeof p.text === 'string').map((p) => p.text);
 }
 
+/* The embedding-echo model's vector for a text: the first vector of
+ * batch-embed-contents.json, repeated to `dims` values (default 8), with the
+ * first value replaced by a number derived from the text (FNV-1a 32 of its
+ * UTF-8 bytes, scaled to [-0.5, 0.5), rounded to 9 decimals), so that a
+ * test can tell which input a vector belongs to. */
+let defaultEmbedBase = null;
+function embedVector(text, dims, base) {
+    let embedBase = base;
+    if (!embedBase) {
+        if (!defaultEmbedBase) {
+            defaultEmbedBase = JSON.parse(fs.readFileSync(path.join(defaultFixturesDir(), 'gemini',
+                'batch-embed-contents.json'), 'utf8')).embeddings[0].values;
+        }
+        embedBase = defaultEmbedBase;
+    }
+    const n = Number.isInteger(dims) && dims > 0 ? dims : embedBase.length;
+    const v = Array.from({ length: n }, (_, j) => embedBase[j % embedBase.length]);
+    let h = 0x811c9dc5;
+    for (const b of Buffer.from(String(text), 'utf8')) h = Math.imul(h ^ b, 0x01000193) >>> 0;
+    v[0] = Number((h / 2 ** 32 - 0.5).toFixed(9));
+    return v;
+}
+
 /* The first functionResponse part of the last contents entry, or null. */
 function lastFunctionResponse(contents) {
+    const all = lastFunctionResponses(contents);
+    return all.length ? all[0] : null;
+}
+
+/* Every functionResponse of the last contents entry, in order. */
+function lastFunctionResponses(contents) {
     const last = contents.length ? contents[contents.length - 1] : null;
-    if (!last || !Array.isArray(last.parts)) return null;
-    const part = last.parts.find((p) => p && p.functionResponse);
-    return part ? part.functionResponse : null;
+    if (!last || !Array.isArray(last.parts)) return [];
+    return last.parts.filter((p) => p && p.functionResponse).map((p) => p.functionResponse);
+}
+
+/* The 200 answer of the empty-once model the first time: a candidate
+ * without parts and without finishReason. */
+function emptyAnswer(model, responseId) {
+    return {
+        candidates: [{ content: { parts: [], role: 'model' }, index: 0 }],
+        usageMetadata: { promptTokenCount: 1, totalTokenCount: 1 },
+        modelVersion: model,
+        responseId,
+    };
 }
 
 /* ------------------------------------------------------------------ */
@@ -196,6 +257,7 @@ function createFake(opts = {}) {
     let records = [];
     let seq = 0;
     let keyHits = {}; /* flaky-* keys: requests seen per key */
+    let emptySeen = new Set(); /* empty-once model: prompts already answered empty */
     let stats = freshStats();
     const liveTimers = new Set();
 
@@ -257,6 +319,7 @@ function createFake(opts = {}) {
         if (p === '/__reset' && req.method === 'POST') {
             records = [];
             keyHits = {};
+            emptySeen = new Set();
             stats = freshStats();
             return sendJson(res, 200, '{"ok":true}');
         }
@@ -338,6 +401,7 @@ function createFake(opts = {}) {
         const promptTokens = Math.max(1, promptWords);
 
         const cands = [];
+        let thoughtWords = 0; /* thinking-tokens: thoughtsTokenCount */
         for (let i = 0; i < n; i++) {
             let parts; /* [{text, thought?}] */
             let finish = 'STOP';
@@ -360,6 +424,20 @@ function createFake(opts = {}) {
                 parts = fx.functionCallParts.map((p) => JSON.parse(JSON.stringify(p)));
             } else if (model === 'function-call') {
                 parts = [{ text: echoText(JSON.stringify(lastFunctionResponse(contents).response), i) }];
+            } else if (model === 'function-call-2' && !lastFunctionResponse(contents)) {
+                parts = fx.twoCallParts.map((p) => JSON.parse(JSON.stringify(p)));
+            } else if (model === 'function-call-2') {
+                const all = lastFunctionResponses(contents).map((f) => ({ name: f.name, response: f.response }));
+                parts = [{ text: echoText(JSON.stringify(all), i) }];
+            } else if (model === 'gemini-3-function-call' && lastFunctionResponse(contents)) {
+                parts = [{ text: echoText(JSON.stringify(lastFunctionResponse(contents).response), i) }];
+            } else if (model === 'json-echo') {
+                parts = [{ text: JSON.stringify(i === 0 ? { echo: userText } : { echo: userText, candidate: i }) }];
+            } else if (model === 'thinking-tokens') {
+                const tc = gc.thinkingConfig || {};
+                const include = tc.includeThoughts === true || tc.include_thoughts === true;
+                parts = [...(include ? fx.thoughtParts.map((p) => ({ ...p })) : []), { text: echoText(userText, i) }];
+                thoughtWords += fx.thoughtParts.reduce((a, p) => a + countWords(p.text), 0);
             } else {
                 let t = echoText(userText, i);
                 const stops = Array.isArray(gc.stopSequences) ? gc.stopSequences : [];
@@ -386,16 +464,37 @@ function createFake(opts = {}) {
         const usage = {
             promptTokenCount: promptTokens,
             candidatesTokenCount: outWords,
-            totalTokenCount: promptTokens + outWords,
+            totalTokenCount: promptTokens + outWords + thoughtWords,
             promptTokensDetails: [{ modality: 'TEXT', tokenCount: promptTokens }],
         };
+        if (thoughtWords > 0) usage.thoughtsTokenCount = thoughtWords;
         const tools = Array.isArray(gen.tools) ? gen.tools : [];
         const search = tools.some((t) => t && (t.googleSearch || t.google_search));
+        const responseId = `fake-${rec.seq}-${Date.now().toString(36)}`;
+        /* models that replay recorded answers: fixtureText (generateContent,
+         * verbatim) and fixtureEvents (stream events, re-serialised) */
+        let fixtureText = null;
+        let fixtureEvents = null;
+        const asksCall = !lastFunctionResponse(contents);
+        if (model === 'function-call' && n === 1 && asksCall) {
+            fixtureText = fx.functionCall;
+        } else if (model === 'gemini-3-function-call' && asksCall) {
+            fixtureText = fx.functionCallGemini3;
+            fixtureEvents = fx.streamFunctionCallGemini3;
+        } else if (model === 'code-execution') {
+            fixtureText = fx.codeExecution;
+            fixtureEvents = fx.streamCodeExecution;
+        } else if (model === 'prompt-blocked') {
+            fixtureText = fx.promptBlocked;
+            fixtureEvents = fx.streamPromptBlocked;
+        } else if (model === 'empty-once' && !emptySeen.has(userText)) {
+            emptySeen.add(userText);
+            const body = emptyAnswer(model, responseId);
+            fixtureText = JSON.stringify(body, null, 2) + '\n';
+            fixtureEvents = [body];
+        }
         return {
-            n, cands, usage, model,
-            /* function-call model asked for a call: the fixture, verbatim (non-stream) */
-            fixtureText: model === 'function-call' && n === 1 && !lastFunctionResponse(contents) ? fx.functionCall : null,
-            responseId: `fake-${rec.seq}-${Date.now().toString(36)}`,
+            n, cands, usage, model, fixtureText, fixtureEvents, responseId,
             grounding: search ? GROUNDING : null,
         };
     }
@@ -461,11 +560,13 @@ function createFake(opts = {}) {
                     totalTokenCount: plan.usage.totalTokenCount,
                     promptTokensDetails: plan.usage.promptTokensDetails,
                     candidatesTokensDetails: [{ modality: 'TEXT', tokenCount: plan.usage.candidatesTokenCount }],
+                    thoughtsTokenCount: plan.usage.thoughtsTokenCount,
                 }
                 : {
                     promptTokenCount: plan.usage.promptTokenCount,
-                    totalTokenCount: plan.usage.promptTokenCount,
+                    totalTokenCount: plan.usage.promptTokenCount + (plan.usage.thoughtsTokenCount || 0),
                     promptTokensDetails: plan.usage.promptTokensDetails,
+                    thoughtsTokenCount: plan.usage.thoughtsTokenCount,
                 };
             events.push({ candidates, usageMetadata, modelVersion: plan.model, responseId: plan.responseId });
         }
@@ -482,7 +583,7 @@ function createFake(opts = {}) {
     }
 
     async function serveStream(rec, res, plan, sse) {
-        const events = streamEvents(plan);
+        const events = plan.fixtureEvents || streamEvents(plan);
         const key = rec.key || '';
         const isLong = plan.model === 'long-stream';
         const isUtf8 = plan.model === 'utf8';
@@ -644,18 +745,29 @@ function createFake(opts = {}) {
             return sendJson(res, 200, fx.countTokens);
         case 'embedContent': {
             if (!(await slowGate(rec))) return;
-            const text = JSON.stringify(fx.embedContent, null, 2) + '\n';
+            let body = fx.embedContent;
+            if (model === 'embedding-echo') {
+                body = { embedding: { values: embedVector(textsOf(gen.content).join(''), gen.outputDimensionality, fx.batchEmbed.embeddings[0].values) } };
+            }
+            const text = JSON.stringify(body, null, 2) + '\n';
             rec.status = 200;
             rec.response = text;
             return sendJson(res, 200, text);
         }
         case 'batchEmbedContents': {
             if (!(await slowGate(rec))) return;
-            const n = Array.isArray(gen.requests) ? gen.requests.length : 0;
+            const reqs = Array.isArray(gen.requests) ? gen.requests : [];
+            const n = reqs.length;
             const base = fx.batchEmbed.embeddings;
             const body = {
-                embeddings: Array.from({ length: n }, (_, i) => base[i % base.length]),
-                usageMetadata: fx.batchEmbed.usageMetadata,
+                embeddings: model === 'embedding-echo'
+                    ? reqs.map((q) => ({
+                        values: embedVector(textsOf(q && q.content).join(''), q && q.outputDimensionality, base[0].values),
+                    }))
+                    : Array.from({ length: n }, (_, i) => base[i % base.length]),
+                usageMetadata: model === 'embedding-echo'
+                    ? { promptTokenCount: reqs.reduce((a, q) => a + countWords(textsOf(q && q.content).join(' ')), 0) }
+                    : fx.batchEmbed.usageMetadata,
             };
             const text = JSON.stringify(body, null, 2) + '\n';
             rec.status = 200;
@@ -744,6 +856,7 @@ function createFake(opts = {}) {
         reset: () => {
             records = [];
             keyHits = {};
+            emptySeen = new Set();
             stats = freshStats();
         },
         config: (patch) => {
@@ -819,7 +932,7 @@ function parseArgs(argv) {
     return o;
 }
 
-module.exports = { startFakeUpstream, echoText, splitText, geminiCompact, UTF8_TEXT, GROUNDING, DEFAULTS };
+module.exports = { startFakeUpstream, echoText, splitText, geminiCompact, embedVector, UTF8_TEXT, GROUNDING, DEFAULTS };
 
 if (require.main === module) {
     let args;
