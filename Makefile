@@ -20,7 +20,7 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 
 SRCS      := $(sort $(wildcard src/*.c src/*/*.c))
 LIB_SRCS  := $(filter-out src/main.c,$(SRCS))
-LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/admin_page.o
 TEST_SRCS := $(sort $(wildcard tests/unit/*/*_test.c))
 TEST_BINS := $(TEST_SRCS:tests/unit/%_test.c=$(BUILD)/tests/%_test)
 BIN       := $(BUILD)/gemini-balance
@@ -32,6 +32,14 @@ all: $(BIN)
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+
+# the admin page is compiled into the binary
+$(BUILD)/gen/admin_page.c: src/admin/page.html scripts/embed.sh
+	@mkdir -p $(dir $@)
+	scripts/embed.sh gb_admin_page $< > $@
+
+$(BUILD)/gen/admin_page.o: $(BUILD)/gen/admin_page.c
+	$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libgb.a: $(LIB_OBJS)
 	@rm -f $@

@@ -70,6 +70,58 @@ static int listen_on(const char *host, const char *port)
     return fd;
 }
 
+/* Configs replaced by a reload: requests may still read them, so they live
+ * until exit (a few KB each). */
+struct retired {
+    struct gb_config **v;
+    size_t n;
+};
+
+/* Settings read once at start-up: changing them needs a restart. */
+static void warn_fixed(const struct gb_config *a, const struct gb_config *b)
+{
+    if (strcmp(a->host, b->host) != 0 || a->port != b->port || a->workers != b->workers ||
+        strcmp(a->data_dir, b->data_dir) != 0 || a->max_request_bytes != b->max_request_bytes ||
+        a->check_interval_hours != b->check_interval_hours)
+        gb_warn("reload: HOST, PORT, WORKERS, DATA_DIR, MAX_REQUEST_BYTES and "
+                "CHECK_INTERVAL_HOURS take effect at the next restart");
+}
+
+/* SIGHUP: reads .env and the environment again; keys, tokens and settings
+ * change without dropping a connection.  A bad file keeps the old config. */
+static void reload(struct gb_ctx *ctx, const char *env_file, struct retired *retired)
+{
+    char err[512];
+    struct gb_config *next = gb_config_load(env_file, getenv, err, sizeof err), *old;
+    struct gb_config **v;
+    size_t changes;
+
+    if (next == NULL) {
+        gb_error("reload failed, keeping the current configuration: %s", err);
+        return;
+    }
+    v = realloc(retired->v, (retired->n + 1) * sizeof *v);
+    if (v == NULL) {
+        gb_config_free(next);
+        gb_error("reload failed: out of memory");
+        return;
+    }
+    retired->v = v;
+    old = (struct gb_config *)ctx->cfg;
+    warn_fixed(old, next);
+    gb_log_setup((enum gb_log_level)next->log_level, next->log_json);
+    gb_keypool_configure(ctx->pool, next->max_failures, (enum gb_key_strategy)next->key_strategy,
+                         next->key_rpm_limit, next->key_rpd_limit);
+    changes = gb_keypool_sync(ctx->pool, &next->api_keys);
+    __atomic_store_n(&ctx->cfg, next, __ATOMIC_RELEASE);
+    retired->v[retired->n++] = old;
+    pthread_mutex_lock(&ctx->models.lock);
+    ctx->models.expires_ms = 0; /* the model list may differ too (SEARCH_MODELS) */
+    pthread_mutex_unlock(&ctx->models.lock);
+    gb_info("reloaded the configuration: %zu keys (%zu changed), %zu client tokens",
+            gb_keypool_size(ctx->pool), changes, next->allowed_tokens.n);
+}
+
 static int bound_port(int fd)
 {
     struct sockaddr_storage ss;
@@ -89,6 +141,7 @@ int main(int argc, char **argv)
     struct gb_ctx ctx = {0};
     struct gb_keypool_opts pool_opts = {0};
     struct gb_store_opts store_opts = {0};
+    struct retired retired = {NULL, 0};
     struct gb_worker *workers = NULL;
     char err[512], portstr[16];
     sigset_t sigs;
@@ -119,6 +172,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "gemini-balance: configuration error: %s\n", err);
         return 1;
     }
+    ctx.cfg = cfg;
     gb_log_setup((enum gb_log_level)cfg->log_level, cfg->log_json);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 || evthread_use_pthreads() != 0) {
         gb_error("cannot initialise libcurl or libevent threads");
@@ -129,7 +183,6 @@ int main(int argc, char **argv)
     json_object_seed(0);
     signal(SIGPIPE, SIG_IGN);
 
-    ctx.cfg = cfg;
     ctx.version = GB_VERSION;
     ctx.started_ms = gb_now_ms();
     pthread_mutex_init(&ctx.models.lock, NULL);
@@ -163,6 +216,7 @@ int main(int argc, char **argv)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
     snprintf(portstr, sizeof portstr, "%ld", cfg->port);
@@ -186,8 +240,10 @@ int main(int argc, char **argv)
         gb_warn("no API keys configured: model calls answer 503 until API_KEYS is set in .env");
     gb_log(GB_LOG_NOTICE, "listening on http://%s:%d", strchr(cfg->host, ':') ? "[::]" : cfg->host, port);
 
-    while (sigwait(&sigs, &sig) == 0 && sig != SIGINT && sig != SIGTERM)
-        ;
+    while (sigwait(&sigs, &sig) == 0 && sig != SIGINT && sig != SIGTERM) {
+        if (sig == SIGHUP)
+            reload(&ctx, env_file, &retired);
+    }
     gb_info("signal %d: draining (up to %d ms), then stopping", sig, GB_DRAIN_MS);
     rc = 0;
 out:
@@ -200,7 +256,10 @@ out:
     free(workers);
     gb_keypool_free(ctx.pool);
     free(ctx.models.json);
-    gb_config_free(cfg);
+    gb_config_free((struct gb_config *)ctx.cfg);
+    for (size_t i = 0; i < retired.n; i++)
+        gb_config_free(retired.v[i]);
+    free(retired.v);
     curl_global_cleanup();
     if (rc == 0)
         gb_info("stopped");

@@ -102,7 +102,7 @@ static void on_body(struct gb_req *r)
         fake_stream_answer(r, gem);
         return;
     }
-    chat_opts(r->w->ctx->cfg, &opts);
+    chat_opts(gb_cfg(r->w->ctx), &opts);
     gb_rand_alnum(rnd, GB_CHAT_ID_RAND);
     snprintf(id, sizeof id, "chatcmpl-%s", rnd);
     resp = gb_chat_response_from_gemini(gem, &r->chat, &opts, id, (long long)time(NULL));
@@ -166,7 +166,7 @@ static const struct gb_route_ops chat_ops = {on_body, on_event, on_stream_end};
 
 static int build_url(struct gb_req *r)
 {
-    const char *base = r->w->ctx->cfg->base_url;
+    const char *base = gb_cfg(r->w->ctx)->base_url;
     struct gb_buf u;
 
     gb_buf_init(&u, strlen(base) + GB_MODEL_NAME_MAX + 64);
@@ -191,7 +191,7 @@ static void send_upstream(struct gb_req *r)
     r->acc = NULL;
     r->client_stream = r->chat.stream;
     /* fake streaming: ask upstream for the whole answer, keep-alives meanwhile */
-    if (r->chat.stream && r->w->ctx->cfg->fake_stream)
+    if (r->chat.stream && gb_cfg(r->w->ctx)->fake_stream)
         r->chat.stream = 0;
     if (r->up_payload == NULL || build_url(r) < 0) {
         gb_req_error(r, 500, "internal_error", NULL, "out of memory");
@@ -202,7 +202,7 @@ static void send_upstream(struct gb_req *r)
     r->ops = &chat_ops;
     r->pool_model = r->chat.model;
     if (r->client_stream) {
-        chat_opts(r->w->ctx->cfg, &opts);
+        chat_opts(gb_cfg(r->w->ctx), &opts);
         gb_rand_alnum(rnd, GB_CHAT_ID_RAND);
         snprintf(id, sizeof id, "chatcmpl-%s", rnd);
         gb_chat_stream_init(&r->cs, &r->chat, &opts, id, (long long)time(NULL));
@@ -298,7 +298,7 @@ static void on_fetch_done(void *ud, CURLcode result)
 
 static void fetch_next(struct gb_req *r)
 {
-    const struct gb_config *cfg = r->w->ctx->cfg;
+    const struct gb_config *cfg = gb_cfg(r->w->ctx);
     json_t *part;
     const char *url;
 
@@ -372,7 +372,7 @@ void gb_route_chat(struct gb_req *r)
         return;
     }
     gb_req_set_state(r, GB_REQ_TRANSLATE);
-    chat_opts(r->w->ctx->cfg, &opts);
+    chat_opts(gb_cfg(r->w->ctx), &opts);
     r->acc = gb_chat_request_to_gemini(r->oai, &opts, &r->chat, &err);
     if (r->acc == NULL && strcmp(err.message, "out of memory") == 0) {
         gb_req_error(r, 500, "internal_error", NULL, "out of memory");

@@ -19,7 +19,7 @@ static int start_batch(struct gb_req *r)
 {
     json_t *body = gb_embeddings_batch(r->oai, &r->embed, r->embed_from,
                                        r->embed_from + GB_EMBED_BATCH_MAX);
-    const char *base = r->w->ctx->cfg->base_url;
+    const char *base = gb_cfg(r->w->ctx)->base_url;
     struct gb_buf u;
 
     if (body == NULL)

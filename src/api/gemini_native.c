@@ -61,7 +61,7 @@ static int append_query(struct gb_buf *u, const char *query)
 
 static int build_url(struct gb_req *r, const char *rest)
 {
-    const char *base = r->w->ctx->cfg->base_url;
+    const char *base = gb_cfg(r->w->ctx)->base_url;
     struct gb_buf u;
 
     gb_buf_init(&u, strlen(base) + strlen(rest) + (r->query ? strlen(r->query) : 0) + 2);

@@ -80,7 +80,7 @@ static void answer(struct gb_req *r, const char *json, size_t len)
 
 static int page_url(struct gb_req *r, const char *token)
 {
-    const char *base = r->w->ctx->cfg->base_url;
+    const char *base = gb_cfg(r->w->ctx)->base_url;
     char *esc = token ? evhttp_uriencode(token, -1, 0) : NULL;
     struct gb_buf u;
     int rc;
@@ -96,7 +96,7 @@ static int page_url(struct gb_req *r, const char *token)
 
 static void on_body(struct gb_req *r)
 {
-    const struct gb_config *cfg = r->w->ctx->cfg;
+    const struct gb_config *cfg = gb_cfg(r->w->ctx);
     json_t *page = json_loadb(r->up_body.data, r->up_body.len, 0, NULL);
     json_t *models = json_object_get(page, "models");
     const char *next = json_string_value(json_object_get(page, "nextPageToken"));

@@ -105,6 +105,8 @@ static const struct cfg_row rows[] = {
      "requests per day (Pacific time) sent to one key at most (0: no limit)"},
     {"CHECK_INTERVAL_HOURS", NULL, T_LONG, F(check_interval_hours), "1", 0, 720,
      "hours between re-checks of disabled keys (0: never)"},
+    {"CHECK_INTERVAL_SECONDS", NULL, T_LONG, F(check_interval_seconds), "0", 0, 2592000,
+     "re-check interval in seconds, overriding CHECK_INTERVAL_HOURS (0: use the hours)"},
     {"TEST_MODEL", NULL, T_STR, F(test_model), "gemini-2.5-flash-lite", 0, 0,
      "model used to re-check disabled keys"},
     {"DATA_DIR", NULL, T_STR, F(data_dir), "./data", 0, 0,

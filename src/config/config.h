@@ -53,6 +53,7 @@ struct gb_config {
     long key_strategy;                /* enum gb_key_strategy */
     long key_rpm_limit, key_rpd_limit; /* per key; 0 = off */
     long check_interval_hours;        /* re-check of disabled keys; 0 = never */
+    long check_interval_seconds;      /* finer override of the above; 0 = use hours */
     char *test_model;                 /* model of that check */
     char *data_dir;                   /* SQLite database directory */
     long request_log_days, error_log_days;

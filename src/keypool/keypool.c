@@ -31,6 +31,8 @@
 
 /* Candidates looked at by the least_used strategy. */
 #define GB_LEAST_USED_SAMPLE 8
+/* Shortest key accepted at run time, in bytes. */
+#define GB_KEY_MIN_LEN 6
 /* Longest key accepted, in bytes. */
 #define GB_KEY_MAX_LEN 256
 
@@ -462,15 +464,16 @@ static void sha256_hex(const char *key, char out[65])
     out[64] = '\0';
 }
 
+/* A plausible API key: GB_KEY_MIN_LEN..GB_KEY_MAX_LEN characters from the
+ * set Google's keys use (letters, digits, '-', '_', '.'). */
 static int key_ok(const char *key)
 {
     size_t n = strlen(key);
 
-    if (n == 0 || n > GB_KEY_MAX_LEN)
+    if (n < GB_KEY_MIN_LEN || n > GB_KEY_MAX_LEN)
         return 0;
     for (size_t i = 0; i < n; i++)
-        if (isspace((unsigned char)key[i]) || iscntrl((unsigned char)key[i]) || key[i] == '"' ||
-            key[i] == ',')
+        if (!isalnum((unsigned char)key[i]) && key[i] != '-' && key[i] != '_' && key[i] != '.')
             return 0;
     return 1;
 }
@@ -969,7 +972,8 @@ int gb_keypool_add(struct gb_keypool *kp, const char *key, int from_admin, uint3
     long found;
     int rc;
 
-    if (!key_ok(key))
+    /* keys an admin pastes are checked; keys of .env are taken as they are */
+    if (from_admin ? !key_ok(key) : key[0] == '\0')
         return GB_EINVAL;
     pthread_mutex_lock(&kp->lock);
     found = lookup(kp, key, hash_key(key));
@@ -1050,6 +1054,17 @@ int gb_keypool_reset_failures(struct gb_keypool *kp, uint32_t idx)
     pthread_mutex_unlock(&kp->lock);
     notify(kp, idx);
     return 0;
+}
+
+void gb_keypool_configure(struct gb_keypool *kp, long max_failures, enum gb_key_strategy strategy,
+                          long rpm_limit, long rpd_limit)
+{
+    pthread_mutex_lock(&kp->lock);
+    kp->o.max_failures = max_failures > 0 ? max_failures : 1;
+    kp->o.strategy = strategy;
+    kp->o.rpm_limit = rpm_limit;
+    kp->o.rpd_limit = rpd_limit;
+    pthread_mutex_unlock(&kp->lock);
 }
 
 int gb_keypool_find(struct gb_keypool *kp, const char *key, uint32_t *idx)

@@ -160,7 +160,8 @@ void gb_keypool_stats(struct gb_keypool *kp, struct gb_keypool_stats *out);
 /* --- administration ------------------------------------------------- */
 
 /* Adds a key.  Returns its index (>= 0), or GB_EINVAL for a malformed key
- * (empty, blanks or control characters, over 256 bytes), GB_EAGAIN when it
+ * (under 6 or over 256 bytes, or characters other than letters, digits,
+ * '-', '_' and '.'), GB_EAGAIN when it
  * is already in the pool (*idx... returned in *existing when not NULL), or
  * GB_ENOMEM.  from_admin marks keys added at run time. */
 int gb_keypool_add(struct gb_keypool *kp, const char *key, int from_admin, uint32_t *existing);
@@ -173,6 +174,11 @@ int gb_keypool_set_disabled(struct gb_keypool *kp, uint32_t idx, int disabled);
 
 /* Resets the failure count (and the last error). */
 int gb_keypool_reset_failures(struct gb_keypool *kp, uint32_t idx);
+
+/* Changes the selection settings (SIGHUP reload); on_change, ud and now_ms
+ * stay as they were. */
+void gb_keypool_configure(struct gb_keypool *kp, long max_failures, enum gb_key_strategy strategy,
+                          long rpm_limit, long rpd_limit);
 
 /* Finds a key by its string; returns 0 with *idx, or GB_EINVAL. */
 int gb_keypool_find(struct gb_keypool *kp, const char *key, uint32_t *idx);

@@ -50,7 +50,9 @@ static const char *reason_phrase(int status)
 {
     switch (status) {
     case 200: return "OK";
+    case 202: return "Accepted";
     case 204: return "No Content";
+    case 302: return "Found";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 403: return "Forbidden";
@@ -216,7 +218,7 @@ int gb_req_watch_client(struct gb_req *r)
 
 void gb_req_add_cors(struct gb_req *r, struct evkeyvalq *headers)
 {
-    const struct gb_strlist *allowed = &r->w->ctx->cfg->allowed_origins;
+    const struct gb_strlist *allowed = &gb_cfg(r->w->ctx)->allowed_origins;
     const char *origin = r->ev ? evhttp_find_header(evhttp_request_get_input_headers(r->ev),
                                                     "Origin")
                                : NULL;
@@ -387,7 +389,7 @@ static void on_keepalive(evutil_socket_t fd, short what, void *arg)
 
 void gb_req_keepalive_arm(struct gb_req *r)
 {
-    struct timeval tv = {r->w->ctx->cfg->stream_keepalive_s, 0};
+    struct timeval tv = {gb_cfg(r->w->ctx)->stream_keepalive_s, 0};
 
     if (tv.tv_sec <= 0 || !r->client_stream || r->api != GB_API_OPENAI)
         return;

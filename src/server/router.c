@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin/admin.h"
 #include "api/routes.h"
 #include "auth/auth.h"
 #include "core/clock.h"
@@ -155,7 +156,7 @@ static int authorized(struct gb_req *r)
     tok = gb_auth_extract(evhttp_find_header(h, "Authorization"),
                           evhttp_find_header(h, "x-goog-api-key"), evhttp_find_header(&q, "key"),
                           &len);
-    ok = gb_auth_check(&r->w->ctx->cfg->allowed_tokens, tok, len);
+    ok = gb_auth_check(&gb_cfg(r->w->ctx)->allowed_tokens, tok, len);
     evhttp_clear_headers(&q);
     if (!ok) {
         r->error = tok ? "wrong token" : "no token";
@@ -185,6 +186,10 @@ static void route(struct gb_req *r, enum evhttp_cmd_type cmd)
     }
     if (strcmp(r->path, "/") == 0 && cmd == EVHTTP_REQ_GET) {
         on_root(r);
+        return;
+    }
+    if (gb_admin_owns(r->path)) {
+        gb_admin_handle(r, cmd == EVHTTP_REQ_POST, cmd == EVHTTP_REQ_DELETE);
         return;
     }
     rest = native_rest(r->path);

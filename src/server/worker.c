@@ -19,6 +19,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "server/router.h"
+#include "upstream/probe.h"
 
 /* Interval of the drain check, in ms. */
 #define GB_DRAIN_TICK_MS 50
@@ -45,7 +46,7 @@ int gb_worker_init(struct gb_worker *w, int id, struct gb_ctx *ctx, int listen_f
     evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                             EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-    evhttp_set_max_body_size(w->http, (ev_ssize_t)ctx->cfg->max_request_bytes);
+    evhttp_set_max_body_size(w->http, (ev_ssize_t)gb_cfg(ctx)->max_request_bytes);
     evhttp_set_max_headers_size(w->http, GB_MAX_HEADERS_BYTES);
     evhttp_set_timeout(w->http, GB_CLIENT_IDLE_TIMEOUT_S);
     evhttp_set_flags(w->http, EVHTTP_SERVER_LINGERING_CLOSE);
@@ -56,6 +57,8 @@ int gb_worker_init(struct gb_worker *w, int id, struct gb_ctx *ctx, int listen_f
     w->listen_fd = -1; /* evhttp owns it now */
     w->curl = gb_curlev_new(w->base, GB_CURLEV_EASY_POOL * 4);
     if (w->curl == NULL)
+        goto fail;
+    if (id == 0 && gb_probe_schedule(w) < 0)
         goto fail;
     return 0;
 fail:
@@ -134,11 +137,16 @@ void gb_worker_join(struct gb_worker *w)
     if (w->drain_timer != NULL)
         event_free(w->drain_timer);
     w->drain_timer = NULL;
+    if (w->recheck != NULL)
+        event_free(w->recheck);
+    w->recheck = NULL;
     /* evhttp_free closes client connections; requests still pending are
      * cut off (their state is freed with the process) */
     if (w->http != NULL)
         evhttp_free(w->http);
     w->http = NULL;
+    if (w->curl != NULL)
+        gb_probe_cancel_all(w);
     gb_curlev_free(w->curl);
     w->curl = NULL;
     if (w->base != NULL)

@@ -37,7 +37,8 @@ struct gb_models_cache {
 };
 
 struct gb_ctx {
-    const struct gb_config *cfg; /* borrowed from main, immutable */
+    const struct gb_config *cfg; /* the current config: read it with gb_cfg(); a reload
+                                    swaps it, and old ones live on until exit */
     struct gb_keypool *pool;     /* borrowed from main */
     struct gb_store *store;      /* borrowed from main; NULL when persistence is off */
     struct gb_models_cache models;
@@ -58,7 +59,17 @@ struct gb_worker {
     int draining;
     int64_t drain_deadline_ms;
     struct event *drain_timer;
+    void *probes;         /* struct probe list (probe.c), queued and running */
+    int probes_running;
+    struct event *recheck; /* periodic re-check of disabled keys (worker 0) */
 };
+
+/* The current configuration (an acquire load: SIGHUP may swap it).  A
+ * config stays valid until the process ends. */
+static inline const struct gb_config *gb_cfg(const struct gb_ctx *ctx)
+{
+    return __atomic_load_n(&ctx->cfg, __ATOMIC_ACQUIRE);
+}
 
 /* Creates (not starts) a worker on listen_fd (which it then owns).  Returns
  * 0 or a GB_E* code with a message logged. */

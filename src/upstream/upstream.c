@@ -361,7 +361,7 @@ static void on_done(void *ud, CURLcode result)
     }
     gb_debug("attempt %d with key %s: status %ld, %s", r->attempts,
              gb_keypool_key_id(ctx->pool, r->key_idx), status, curl_easy_strerror(result));
-    if (v.retry && r->round_attempts <= ctx->cfg->max_retries) {
+    if (v.retry && r->round_attempts <= gb_cfg(ctx)->max_retries) {
         if (v.backoff) {
             struct timeval tv = {0, GB_RETRY_BACKOFF_MS * 1000};
             if (r->backoff == NULL)
@@ -382,7 +382,7 @@ static void on_done(void *ud, CURLcode result)
 
 static int setup_easy(struct gb_req *r, const char *key)
 {
-    const struct gb_config *cfg = r->w->ctx->cfg;
+    const struct gb_config *cfg = gb_cfg(r->w->ctx);
     struct curl_slist *h = NULL, *t;
     char line[GB_KEY_HEADER_MAX + 32];
     CURL *e = r->easy;
@@ -492,7 +492,7 @@ static void attempt(struct gb_req *r)
 
 int gb_upstream_retry(struct gb_req *r, const char *why)
 {
-    if (r->round_attempts > r->w->ctx->cfg->max_retries)
+    if (r->round_attempts > gb_cfg(r->w->ctx)->max_retries)
         return -1;
     gb_debug("attempt %d with key %s: %s, retrying", r->attempts,
              gb_keypool_key_id(r->w->ctx->pool, r->key_idx), why);

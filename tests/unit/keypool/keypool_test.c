@@ -284,25 +284,31 @@ static void test_admin_add_delete_sync(void **state)
     uint32_t idx = 0;
 
     (void)state;
-    assert_int_equal(gb_keypool_add(kp, "k2", 1, NULL), 2);
-    assert_int_equal(gb_keypool_add(kp, "k2", 1, &idx), GB_EAGAIN);
+    assert_int_equal(gb_keypool_add(kp, "key-k2", 1, NULL), 2);
+    assert_int_equal(gb_keypool_add(kp, "key-k2", 1, &idx), GB_EAGAIN);
     assert_int_equal(idx, 2);
-    assert_int_equal(gb_keypool_add(kp, "bad key", 1, NULL), GB_EINVAL);
+    assert_int_equal(gb_keypool_add(kp, "bad key x", 1, NULL), GB_EINVAL);
     assert_int_equal(gb_keypool_add(kp, "", 1, NULL), GB_EINVAL);
+    assert_int_equal(gb_keypool_add(kp, "short", 1, NULL), GB_EINVAL);
+    assert_int_equal(gb_keypool_add(kp, "key\"quote", 1, NULL), GB_EINVAL);
     assert_int_equal(gb_keypool_delete(kp, 0), 0);
     assert_int_equal(gb_keypool_size(kp), 2);
     for (int i = 0; i < 6; i++)
         assert_int_not_equal(pick_for(kp, "m"), 0);
     assert_int_equal(gb_keypool_find(kp, "k0", &idx), GB_EINVAL);
-    assert_int_equal(gb_keypool_add(kp, "k0", 0, NULL), 0); /* the slot comes back */
-    /* reload: k1 dropped, k3 added, k2 (admin) kept */
-    assert_int_equal(gb_strlist_parse("k0,k3", &l), 0);
-    assert_int_equal(gb_keypool_sync(kp, &l), 2);
+    assert_int_equal(gb_keypool_add(kp, "k0", 1, NULL), GB_EINVAL); /* admins: too short */
+    assert_int_equal(gb_keypool_add(kp, "k0", 0, NULL), 0); /* .env: the slot comes back */
+    /* reload: k0 and k1 dropped, key-k0 and key-k3 added, key-k2 (admin) kept */
+    assert_int_equal(gb_strlist_parse("key-k0,key-k3", &l), 0);
+    assert_int_equal(gb_keypool_sync(kp, &l), 4);
     gb_strlist_release(&l);
     assert_int_equal(gb_keypool_find(kp, "k1", &idx), GB_EINVAL);
-    assert_int_equal(gb_keypool_find(kp, "k2", &idx), 0);
-    assert_int_equal(gb_keypool_find(kp, "k3", &idx), 0);
+    assert_int_equal(gb_keypool_find(kp, "key-k2", &idx), 0);
+    assert_int_equal(gb_keypool_find(kp, "key-k3", &idx), 0);
     assert_int_equal(gb_keypool_size(kp), 3);
+    /* a deleted key added again gets its slot back */
+    assert_int_equal(gb_keypool_delete(kp, 2), 0);
+    assert_int_equal(gb_keypool_add(kp, "key-k2", 1, NULL), 2);
     gb_keypool_free(kp);
 }
 
