@@ -148,6 +148,10 @@ static int on_event(struct gb_req *r, const char *data, size_t len)
         gb_warn("chat stream: upstream event is not JSON (%zu bytes), skipped", len);
         return 0;
     }
+    if (!r->relaying && gb_chat_response_is_empty(ev)) {
+        json_decref(ev); /* nothing yet: an empty stream is retried on another key */
+        return 0;
+    }
     if (json_object_get(ev, "error") != NULL)
         rc = stream_error(r, json_object_get(ev, "error"));
     else

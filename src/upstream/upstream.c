@@ -75,12 +75,12 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
             r->paused = 1;
             return CURL_WRITEFUNC_PAUSE;
         }
-        if (!r->relaying) {
-            gb_req_set_state(r, GB_REQ_RELAY);
-            r->relaying = 1;
-            gb_req_stream_start(r, r->ops->on_event ? NULL : r->up_ctype);
-        }
-        if (r->ops->on_event == NULL) {
+        if (r->ops->on_event == NULL) { /* relayed as it is */
+            if (!r->relaying) {
+                gb_req_set_state(r, GB_REQ_RELAY);
+                r->relaying = 1;
+                gb_req_stream_start(r, r->up_ctype);
+            }
             gb_req_stream_send(r, p, n);
             return n;
         }
@@ -89,7 +89,15 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
             r->sse_init = 1;
         }
         int rc = gb_sse_parser_feed(&r->sse, p, n);
-        gb_req_stream_flush(r);
+        /* the answer is committed to this key only once it produced output:
+         * until then an empty stream can still be retried elsewhere */
+        if (r->out.len > 0 && !r->relaying) {
+            gb_req_set_state(r, GB_REQ_RELAY);
+            r->relaying = 1;
+            gb_req_stream_start(r, NULL);
+        }
+        if (r->relaying)
+            gb_req_stream_flush(r);
         if (rc != 0) {
             r->error = rc == GB_ETOOBIG ? "upstream event too large" : "stream aborted";
             return 0; /* ends the transfer with CURLE_WRITE_ERROR */
@@ -348,10 +356,20 @@ static void on_done(void *ud, CURLcode result)
     }
     report_attempt(r, &v, result, status);
     if (v.key == GB_KEY_OK && result == CURLE_OK) {
-        if (r->up_stream) {
+        if (r->up_stream && r->ops->on_event != NULL) {
+            /* a translated stream that ended without any output: empty */
+            gb_sse_parser_release(&r->sse);
+            r->sse_init = 0;
+            gb_buf_reset(&r->out);
+            if (gb_upstream_retry(r, "empty stream") == 0)
+                return;
+            r->error = "empty upstream answer";
+            gb_req_error(r, 502, "empty_response", NULL,
+                         "the upstream answered with an empty response on every attempt");
+        } else if (r->up_stream) {
             gb_req_set_state(r, GB_REQ_RELAY);
             r->relaying = 1;
-            gb_req_stream_start(r, r->ops->on_event ? NULL : r->up_ctype);
+            gb_req_stream_start(r, r->up_ctype);
             end_relay(r, result);
         } else {
             gb_req_set_state(r, GB_REQ_RELAY);

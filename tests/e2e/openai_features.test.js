@@ -733,6 +733,27 @@ describe('code execution, grounding, blocked prompts, empty answers', () => {
         assert.deepEqual(JSON.parse(calls[0].response).candidates[0].content.parts, []);
         assert.notEqual(calls[0].key, calls[1].key, 'the retry used the same key');
     });
+
+    test('an empty streamed answer is retried on another key before any byte', { timeout: T_SHORT }, async () => {
+        const m = marker('emptys');
+        const stream = await openai(gw).chat.completions.create({
+            model: 'empty-once', stream: true, messages: [{ role: 'user', content: `answer me ${m}` }],
+        });
+        let text = '', finish = null, roles = 0;
+        for await (const c of stream) {
+            const ch = c.choices[0];
+            if (!ch) continue;
+            if (ch.delta.role) roles++;
+            text += ch.delta.content || '';
+            finish = ch.finish_reason || finish;
+        }
+        assert.equal(text, echoText(`answer me ${m}`));
+        assert.equal(finish, 'stop');
+        assert.equal(roles, 1, 'one role chunk: nothing of the empty attempt reached the client');
+        const calls = generateCalls(fake, m);
+        assert.equal(calls.length, 2, `upstream calls: ${calls.length}`);
+        assert.notEqual(calls[0].key, calls[1].key, 'the retry used the same key');
+    });
 });
 
 /* ------------------------------------------------------------------ */
