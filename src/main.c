@@ -244,7 +244,8 @@ int main(int argc, char **argv)
         if (sig == SIGHUP)
             reload(&ctx, env_file, &retired);
     }
-    gb_info("signal %d: draining (up to %d ms), then stopping", sig, GB_DRAIN_MS);
+    gb_info("signal %d: draining (up to %ld s), then stopping", sig,
+            gb_cfg(&ctx)->shutdown_timeout_s);
     rc = 0;
 out:
     for (long i = 0; i < started; i++)

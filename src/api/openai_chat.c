@@ -34,6 +34,7 @@
 #include <strings.h>
 
 #include "api/schema.h"
+#include "core/jsonw.h"
 #include "core/err.h"
 
 /* Largest text we assemble in one piece (joined system prompt, one choice's
@@ -1480,68 +1481,68 @@ void gb_chat_stream_release(struct gb_chat_stream *s)
 /* Writes "data: <compact json>\n\n" and drops the chunk.  json_dumps costs
  * one malloc per chunk; in exchange the append is all-or-nothing (a chunk is
  * never half written when out is full). */
-static int emit(json_t *chunk, struct gb_buf *out)
-{
-    char *js;
-    int rc;
-
-    if (chunk == NULL)
-        return GB_ENOMEM;
-    js = json_dumps(chunk, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(chunk);
-    if (js == NULL)
-        return GB_ENOMEM;
-    rc = gb_buf_printf(out, "data: %s\n\n", js);
-    free(js);
-    return rc;
-}
-
 static json_t *chunk_new(const struct gb_chat_stream *s, json_t *choices)
 {
     return json_pack("{s:s,s:s,s:I,s:s,s:o}", "id", s->id, "object", "chat.completion.chunk",
                      "created", (json_int_t)s->created, "model", s->model, "choices", choices);
 }
 
-/* delta of one choice: role on its first chunk (with content "" or null
- * when there is nothing to say yet), content when there is text,
- * reasoning_content when there are thoughts to show, tool_calls when the
- * event called tools. */
-static json_t *delta_new(const struct gb_chat_stream *s, int idx, struct cand *c)
-{
-    json_t *d = json_object();
-    int has_tools = json_array_size(c->tool_calls) > 0;
-    int rc = d ? 0 : -1;
-
-    if (!s->role_sent[idx]) {
-        rc |= json_object_set_new(d, "role", json_string("assistant"));
-        if (c->text.len == 0)
-            rc |= json_object_set_new(d, "content", has_tools ? json_null() : json_string(""));
-    }
-    if (c->text.len > 0)
-        rc |= json_object_set_new(d, "content", json_stringn(c->text.data, c->text.len));
-    if (c->thoughts.len > 0)
-        rc |= json_object_set_new(d, "reasoning_content",
-                                  json_stringn(c->thoughts.data, c->thoughts.len));
-    if (has_tools)
-        rc |= json_object_set(d, "tool_calls", c->tool_calls);
-    if (rc < 0) {
-        json_decref(d);
-        return NULL;
-    }
-    return d;
-}
-
+/* Writes one chunk with one choice straight as JSON text (the same bytes
+ * jansson would dump for chunk_new(...)): a tree per event cost more than
+ * the rest of the relay. */
 static int stream_choice(struct gb_chat_stream *s, int idx, struct cand *c, const char *reason,
                          struct gb_buf *out)
 {
     int ntools = (int)json_array_size(c->tool_calls);
-    json_t *finish = finish_json(reason, s->tool_calls[idx] + ntools > 0);
-    json_t *choice;
-    int rc;
+    const char *fr = gb_chat_finish_reason(reason);
+    int rc, first = !s->role_sent[idx];
+    size_t start = out->len;
+    char num[32];
 
-    choice = json_pack("{s:i,s:o,s:n,s:o}", "index", idx, "delta", delta_new(s, idx, c), "logprobs",
-                       "finish_reason", finish);
-    rc = emit(chunk_new(s, json_pack("[o]", choice)), out);
+    if (fr != NULL && s->tool_calls[idx] + ntools > 0 && strcmp(fr, "stop") == 0)
+        fr = "tool_calls";
+    rc = gb_buf_puts(out, "data: {\"id\":");
+    rc = rc ? rc : gb_jsonw_cstring(out, s->id);
+    snprintf(num, sizeof num, "%lld", s->created);
+    rc = rc ? rc : gb_buf_puts(out, ",\"object\":\"chat.completion.chunk\",\"created\":");
+    rc = rc ? rc : gb_buf_puts(out, num);
+    rc = rc ? rc : gb_buf_puts(out, ",\"model\":");
+    rc = rc ? rc : gb_jsonw_cstring(out, s->model);
+    snprintf(num, sizeof num, "%d", idx);
+    rc = rc ? rc : gb_buf_puts(out, ",\"choices\":[{\"index\":");
+    rc = rc ? rc : gb_buf_puts(out, num);
+    rc = rc ? rc : gb_buf_puts(out, ",\"delta\":{");
+    if (first) {
+        rc = rc ? rc : gb_buf_puts(out, "\"role\":\"assistant\"");
+        if (c->text.len == 0)
+            rc = rc ? rc : gb_buf_puts(out, ntools > 0 ? ",\"content\":null" : ",\"content\":\"\"");
+    }
+    if (c->text.len > 0) {
+        rc = rc ? rc : gb_buf_puts(out, first ? ",\"content\":" : "\"content\":");
+        rc = rc ? rc : gb_jsonw_string(out, c->text.data, c->text.len);
+    }
+    if (c->thoughts.len > 0) {
+        rc = rc ? rc : gb_buf_puts(out, first || c->text.len > 0 ? ",\"reasoning_content\":"
+                                                                 : "\"reasoning_content\":");
+        rc = rc ? rc : gb_jsonw_string(out, c->thoughts.data, c->thoughts.len);
+    }
+    if (ntools > 0) {
+        char *tools = json_dumps(c->tool_calls, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        rc = rc ? rc : tools ? 0 : GB_ENOMEM;
+        rc = rc ? rc : gb_buf_puts(out, first || c->text.len > 0 || c->thoughts.len > 0
+                                             ? ",\"tool_calls\":"
+                                             : "\"tool_calls\":");
+        rc = rc ? rc : gb_buf_puts(out, tools);
+        free(tools);
+    }
+    rc = rc ? rc : gb_buf_puts(out, "},\"logprobs\":null,\"finish_reason\":");
+    if (fr != NULL)
+        rc = rc ? rc : gb_jsonw_cstring(out, fr);
+    else
+        rc = rc ? rc : gb_buf_puts(out, "null");
+    rc = rc ? rc : gb_buf_puts(out, "}]}\n\n");
+    if (rc < 0)
+        gb_buf_truncate(out, start); /* a chunk goes out whole or not at all */
     if (rc == 0) {
         s->role_sent[idx] = 1;
         s->tool_calls[idx] += ntools;
@@ -1623,10 +1624,9 @@ int gb_chat_stream_event(struct gb_chat_stream *s, const json_t *event, struct g
     if (s->finished)
         return GB_EINVAL;
     if (json_is_object(um)) {
+        /* the event is not changed after this: sharing it beats a deep copy */
         json_decref(s->usage);
-        s->usage = json_deep_copy(um);
-        if (s->usage == NULL)
-            return GB_ENOMEM;
+        s->usage = json_incref((json_t *)um);
     }
     if (json_array_size(cands) == 0) {
         if (block_reason(event) != NULL)

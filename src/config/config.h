@@ -48,6 +48,10 @@ struct gb_config {
     int show_thinking;                /* thoughts as reasoning_content */
     json_t *thinking_budget_map;      /* JSON object model -> budget, owned; NULL = none */
     long image_fetch_max_bytes;       /* largest remote image fetched for a chat request */
+    long client_timeout_s;            /* client read (headers, body) and idle keep-alive */
+    long stream_idle_timeout_s;       /* upstream stream silent this long: broken; 0 = off */
+    long shutdown_timeout_s;          /* SIGTERM: in-flight requests finish within this */
+    long max_headers;                 /* request headers at most (431 beyond) */
     long stream_keepalive_s;          /* SSE comment after this many silent seconds; 0 = off */
     int fake_stream;                  /* stream:true runs upstream as non-stream */
     long key_strategy;                /* enum gb_key_strategy */

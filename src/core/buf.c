@@ -107,6 +107,14 @@ void gb_buf_consume(struct gb_buf *b, size_t n)
     b->data[b->len] = '\0';
 }
 
+void gb_buf_truncate(struct gb_buf *b, size_t len)
+{
+    if (len >= b->len)
+        return;
+    b->len = len;
+    b->data[len] = '\0';
+}
+
 void gb_buf_reset(struct gb_buf *b)
 {
     b->len = 0;

@@ -37,6 +37,9 @@ int gb_buf_vprintf(struct gb_buf *b, const char *fmt, va_list ap)
 /* Drops the first n bytes (all of them when n >= len); keeps the memory. */
 void gb_buf_consume(struct gb_buf *b, size_t n);
 
+/* Cuts the contents back to len bytes (no-op when len >= b->len). */
+void gb_buf_truncate(struct gb_buf *b, size_t len);
+
 /* Empties the buffer but keeps its memory for reuse. */
 void gb_buf_reset(struct gb_buf *b);
 

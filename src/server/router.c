@@ -249,6 +249,38 @@ static void route(struct gb_req *r, enum evhttp_cmd_type cmd)
     not_found(r);
 }
 
+/* Refuses what evhttp lets through: a request carrying both Content-Length
+ * and Transfer-Encoding (request smuggling: which body did a proxy in front
+ * of us see?) and too many headers.  The connection is closed after the
+ * answer, so nothing else is read from it.  Returns 1 to go on. */
+static int head_ok(struct gb_req *r)
+{
+    struct evkeyvalq *h = evhttp_request_get_input_headers(r->ev);
+    struct evkeyval *kv;
+    long n = 0;
+
+    for (kv = h->tqh_first; kv != NULL; kv = kv->next.tqe_next)
+        n++;
+    if (n > gb_cfg(r->w->ctx)->max_headers) {
+        r->api = GB_API_OPENAI;
+        r->error = "too many headers";
+        evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Connection", "close");
+        gb_req_error(r, 431, "request_header_fields_too_large", NULL,
+                     "too many request headers: at most %ld", gb_cfg(r->w->ctx)->max_headers);
+        return 0;
+    }
+    if (evhttp_find_header(h, "Content-Length") != NULL &&
+        evhttp_find_header(h, "Transfer-Encoding") != NULL) {
+        r->api = GB_API_OPENAI;
+        r->error = "content-length with transfer-encoding";
+        evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Connection", "close");
+        gb_req_error(r, 400, "invalid_request_error", NULL,
+                     "a request may not carry both Content-Length and Transfer-Encoding");
+        return 0;
+    }
+    return 1;
+}
+
 void gb_router_on_request(struct evhttp_request *ev, void *arg)
 {
     struct gb_worker *w = arg;
@@ -278,5 +310,7 @@ void gb_router_on_request(struct evhttp_request *ev, void *arg)
         gb_req_error(r, 414, "uri_too_long", NULL, "request path too long");
         return;
     }
+    if (!head_ok(r))
+        return;
     route(r, evhttp_request_get_command(ev));
 }

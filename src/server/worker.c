@@ -48,7 +48,7 @@ int gb_worker_init(struct gb_worker *w, int id, struct gb_ctx *ctx, int listen_f
                                             EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
     evhttp_set_max_body_size(w->http, (ev_ssize_t)gb_cfg(ctx)->max_request_bytes);
     evhttp_set_max_headers_size(w->http, GB_MAX_HEADERS_BYTES);
-    evhttp_set_timeout(w->http, GB_CLIENT_IDLE_TIMEOUT_S);
+    evhttp_set_timeout(w->http, (int)gb_cfg(ctx)->client_timeout_s);
     evhttp_set_flags(w->http, EVHTTP_SERVER_LINGERING_CLOSE);
     evhttp_set_gencb(w->http, gb_router_on_request, w);
     w->bound = evhttp_accept_socket_with_handle(w->http, listen_fd);
@@ -110,7 +110,7 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
     if (w->draining)
         return;
     w->draining = 1;
-    w->drain_deadline_ms = gb_now_ms() + GB_DRAIN_MS;
+    w->drain_deadline_ms = gb_now_ms() + gb_cfg(w->ctx)->shutdown_timeout_s * 1000;
     if (w->bound != NULL) {
         evhttp_del_accept_socket(w->http, w->bound);
         w->bound = NULL;

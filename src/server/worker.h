@@ -19,10 +19,6 @@
 #include "store/store.h"
 #include "upstream/curlev.h"
 
-/* How long a draining worker waits for requests in flight, in ms. */
-#define GB_DRAIN_MS 10000
-/* Idle keep-alive connection timeout, in seconds. */
-#define GB_CLIENT_IDLE_TIMEOUT_S 120
 /* Largest request head (request line + headers), in bytes. */
 #define GB_MAX_HEADERS_BYTES (64 * 1024)
 /* How long the model list stays cached, in ms. */
@@ -79,7 +75,7 @@ int gb_worker_init(struct gb_worker *w, int id, struct gb_ctx *ctx, int listen_f
 int gb_worker_start(struct gb_worker *w);
 
 /* Asks the worker (from any thread) to stop accepting and to exit once its
- * requests are done or GB_DRAIN_MS passed. */
+ * requests are done or SHUTDOWN_TIMEOUT passed. */
 void gb_worker_stop(struct gb_worker *w);
 
 /* Waits for the thread to end and frees what the worker owns. */

@@ -432,6 +432,11 @@ static int setup_easy(struct gb_req *r, const char *key)
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, cfg->time_out * 1000L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, cfg->connect_timeout * 1000L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    if (r->up_stream && cfg->stream_idle_timeout_s > 0) {
+        /* a stream slower than 1 byte/s for that long is broken */
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, cfg->stream_idle_timeout_s);
+    }
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     /* only the configured proxy: an http_proxy in the environment must not
