@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 want=(make gcc pkg-config libevent-dev libcurl4-openssl-dev libjansson-dev libsqlite3-dev libssl-dev ca-certificates)
 case "${1:-build}" in
-  test)  want+=(libcmocka-dev nodejs npm curl) ;;
+  test)  want+=(libcmocka-dev nodejs npm curl chromium sqlite3) ;;
   bench) want+=(nginx-light wrk curl) ;;
 esac
 
