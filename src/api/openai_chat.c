@@ -950,7 +950,9 @@ static int add_safety(struct xl *x, json_t *body)
 
     if (!json_is_array(ss))
         return 0;
-    return set(x, body, "safetySettings", json_deep_copy(ss));
+    /* shared, not copied: the body is only dumped, never changed, and jansson's
+     * reference counts are atomic */
+    return set(x, body, "safetySettings", json_incref((json_t *)ss));
 }
 
 json_t *gb_chat_request_to_gemini(const json_t *oai, const struct gb_chat_opts *opts,

@@ -210,7 +210,7 @@ struct key {
     long failures;
     char last_error[160];
     int64_t key_until;  /* key-level cooldown (wall ms), 0 = none */
-    int64_t minute_start, day_start, minute_count, day_count;
+    int64_t minute_start, day_start, day_end, minute_count, day_count;
     int64_t requests, successes, last_used;
     int64_t last429;    /* when this key entered the 429 window, 0 = not in it */
     int latency_ms;
@@ -606,14 +606,16 @@ static int was_tried(uint32_t i, const uint32_t *tried, size_t ntried)
 static void roll_windows(struct key *k, int64_t now)
 {
     int64_t minute = now - now % GB_MINUTE_MS;
-    int64_t day = gb_keypool_pacific_midnight_after(now) - GB_DAY_MS;
 
     if (k->minute_start != minute) {
         k->minute_start = minute;
         k->minute_count = 0;
     }
-    if (k->day_start != day) {
-        k->day_start = day;
+    /* the Pacific day is worked out only when it rolls over (it costs a few
+     * gmtime calls) */
+    if (now >= k->day_end || now < k->day_start) {
+        k->day_end = gb_keypool_pacific_midnight_after(now);
+        k->day_start = k->day_end - GB_DAY_MS;
         k->day_count = 0;
     }
 }
@@ -630,7 +632,7 @@ static void count_pick(struct gb_keypool *kp, uint32_t i, int64_t now)
     k->requests++;
     k->last_used = now;
     if (kp->o.rpd_limit > 0 && k->day_count >= kp->o.rpd_limit)
-        cool_model(kp, 0, i, k->day_start + GB_DAY_MS, now);
+        cool_model(kp, 0, i, k->day_end, now);
     else if (kp->o.rpm_limit > 0 && k->minute_count >= kp->o.rpm_limit)
         cool_model(kp, 0, i, k->minute_start + GB_MINUTE_MS, now);
 }
