@@ -717,7 +717,14 @@ int gb_keypool_pick(struct gb_keypool *kp, const char *model, const uint32_t *tr
     kp->models[m].cursor = i + 1;
     count_pick(kp, (uint32_t)i, now);
     *idx = (uint32_t)i;
-    pthread_mutex_unlock(&kp->lock);
+    {
+        struct key *k = &kp->keys[i];
+        const char *hash = k->sha;
+        int64_t ms = k->minute_start, ds = k->day_start;
+        pthread_mutex_unlock(&kp->lock);
+        if (kp->o.on_pick != NULL)
+            kp->o.on_pick(kp->o.pick_ud, (uint32_t)i, hash, ms, ds);
+    }
     return 0;
 }
 
@@ -1158,6 +1165,103 @@ void gb_keypool_restore(struct gb_keypool *kp, uint32_t idx, int disabled, long 
         if (until_ms[c] > now)
             cool_model(kp, model_slot(kp, models[c]), idx, until_ms[c], now);
     refresh_all(kp, idx, now);
+    pthread_mutex_unlock(&kp->lock);
+}
+
+void gb_keypool_apply_remote(struct gb_keypool *kp, const struct gb_key_remote *rs)
+{
+    uint32_t idx;
+    int64_t now;
+    long found;
+
+    pthread_mutex_lock(&kp->lock);
+    found = -1;
+    for (size_t i = 0; i < kp->n; i++) {
+        if (strcmp(kp->keys[i].sha, rs->hash) == 0) {
+            found = (long)i;
+            break;
+        }
+    }
+    if (found < 0 || kp->keys[found].deleted) {
+        if (rs->deleted || rs->secret == NULL || rs->secret[0] == '\0') {
+            pthread_mutex_unlock(&kp->lock);
+            return;
+        }
+        if (found < 0) {
+            int rc = add_locked(kp, rs->secret, 1);
+            if (rc < 0) {
+                pthread_mutex_unlock(&kp->lock);
+                return;
+            }
+            found = rc;
+        } else {
+            kp->keys[found].deleted = 0;
+            kp->keys[found].disabled = 0;
+            kp->keys[found].from_admin = 1;
+            kp->live++;
+        }
+    }
+    idx = (uint32_t)found;
+    now = kp->o.now_ms();
+    if (rs->deleted) {
+        if (kp->keys[idx].disabled)
+            kp->ndisabled--;
+        kp->keys[idx].deleted = 1;
+        kp->live--;
+        refresh_all(kp, idx, now);
+        pthread_mutex_unlock(&kp->lock);
+        return;
+    }
+    mark_disabled(kp, idx, rs->disabled);
+    kp->keys[idx].failures = rs->failures;
+    if (rs->last_error != NULL)
+        snprintf(kp->keys[idx].last_error, sizeof kp->keys[idx].last_error, "%s",
+                 rs->last_error);
+    if (!rs->disabled && rs->ncool == 0) {
+        /* enabled by hand elsewhere: cooldowns were cleared there */
+        kp->keys[idx].key_until = 0;
+        for (size_t m = 1; m < kp->nmodels; m++)
+            if (kp->models[m].until != NULL && idx < kp->models[m].until_cap)
+                kp->models[m].until[idx] = 0;
+    }
+    for (size_t c = 0; c < rs->ncool; c++)
+        if (rs->cool_until[c] > now)
+            cool_model(kp, model_slot(kp, rs->cool_model[c]), idx, rs->cool_until[c], now);
+    refresh_all(kp, idx, now);
+    pthread_mutex_unlock(&kp->lock);
+}
+
+void gb_keypool_fleet_usage(struct gb_keypool *kp, uint32_t idx, int64_t minute_start,
+                            int64_t minute_count, int64_t day_start, int64_t day_count)
+{
+    int64_t now;
+    struct key *k;
+
+    pthread_mutex_lock(&kp->lock);
+    if (idx >= kp->n) {
+        pthread_mutex_unlock(&kp->lock);
+        return;
+    }
+    now = kp->o.now_ms();
+    k = &kp->keys[idx];
+    roll_windows(k, now);
+    if (k->minute_start == minute_start && minute_count > k->minute_count)
+        k->minute_count = minute_count;
+    if (k->day_start == day_start && day_count > k->day_count)
+        k->day_count = day_count;
+    if (kp->o.rpd_limit > 0 && k->day_count >= kp->o.rpd_limit)
+        cool_model(kp, 0, idx, k->day_end, now);
+    else if (kp->o.rpm_limit > 0 && k->minute_count >= kp->o.rpm_limit)
+        cool_model(kp, 0, idx, k->minute_start + GB_MINUTE_MS, now);
+    pthread_mutex_unlock(&kp->lock);
+}
+
+void gb_keypool_randomize_cursor(struct gb_keypool *kp)
+{
+    pthread_mutex_lock(&kp->lock);
+    if (kp->n > 0)
+        for (size_t m = 0; m <= GB_KEYPOOL_MAX_MODELS; m++)
+            kp->models[m].cursor = (size_t)(gb_rand64() % kp->n);
     pthread_mutex_unlock(&kp->lock);
 }
 

@@ -79,6 +79,11 @@ struct gb_key_snapshot {
 };
 typedef void (*gb_keypool_change_cb)(void *ud, const struct gb_key_snapshot *s);
 
+/* A key was picked (for fleet-wide usage counting).  Called without the
+ * pool's lock, on the picking thread; hash is borrowed for the call. */
+typedef void (*gb_keypool_pick_cb)(void *ud, uint32_t idx, const char *hash, int64_t minute_start,
+                                   int64_t day_start);
+
 struct gb_keypool_opts {
     long max_failures;              /* >= 1 */
     enum gb_key_strategy strategy;
@@ -86,6 +91,8 @@ struct gb_keypool_opts {
     int64_t (*now_ms)(void);        /* wall clock in ms; NULL = the real one (tests inject) */
     gb_keypool_change_cb on_change; /* may be NULL */
     void *ud;
+    gb_keypool_pick_cb on_pick;     /* may be NULL */
+    void *pick_ud;
 };
 
 struct gb_keypool_stats {
@@ -194,6 +201,33 @@ size_t gb_keypool_disabled(struct gb_keypool *kp, uint32_t *out, size_t max);
 void gb_keypool_restore(struct gb_keypool *kp, uint32_t idx, int disabled, long failures,
                         const char *last_error, size_t ncool, const char *const *models,
                         const int64_t *until_ms);
+
+/* State learned from another instance (through Redis). */
+struct gb_key_remote {
+    const char *hash;       /* which key (hex SHA-256) */
+    const char *secret;     /* the key itself, for a key another instance added; or NULL */
+    int deleted, disabled;
+    long failures;
+    const char *last_error; /* or NULL */
+    size_t ncool;
+    const char *cool_model[GB_KEYPOOL_MAX_MODELS + 1]; /* "" = every model */
+    int64_t cool_until[GB_KEYPOOL_MAX_MODELS + 1];     /* wall clock, ms */
+};
+
+/* Applies a remote state without calling on_change (no echo): a key another
+ * instance deleted goes, one it added (secret given) comes, and disabled,
+ * failures and cooldowns are taken over (cooldowns only lengthen). */
+void gb_keypool_apply_remote(struct gb_keypool *kp, const struct gb_key_remote *rs);
+
+/* Fleet-wide usage of key idx in the local-limit windows (from Redis):
+ * when the fleet reached KEY_RPM_LIMIT / KEY_RPD_LIMIT the key cools down
+ * here too until its window ends. */
+void gb_keypool_fleet_usage(struct gb_keypool *kp, uint32_t idx, int64_t minute_start,
+                            int64_t minute_count, int64_t day_start, int64_t day_count);
+
+/* Starts round robin at a random key (several instances then do not all
+ * hammer the first key after a start). */
+void gb_keypool_randomize_cursor(struct gb_keypool *kp);
 
 /* Makes the pool hold exactly the keys of list among those not added by an
  * admin (SIGHUP reload): new ones are added, missing ones deleted.  Returns
