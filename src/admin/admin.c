@@ -549,6 +549,31 @@ static void on_page(struct gb_req *r, int login)
     gb_req_reply(r, 200, "text/html; charset=utf-8", gb_admin_page, gb_admin_page_len);
 }
 
+/* Wrong admin logins are throttled process-wide: after GB_ADMIN_LOGIN_FAILS
+ * within a minute, logins answer 429 until that minute ends (guessing the
+ * token through the page then takes forever). */
+static struct {
+    pthread_mutex_t lock;
+    int64_t window;
+    int fails;
+} login_guard = {PTHREAD_MUTEX_INITIALIZER, 0, 0};
+
+static int login_blocked(int failed_now)
+{
+    int64_t minute = gb_now_ms() / 60000;
+    int blocked;
+
+    pthread_mutex_lock(&login_guard.lock);
+    if (login_guard.window != minute) {
+        login_guard.window = minute;
+        login_guard.fails = 0;
+    }
+    login_guard.fails += failed_now;
+    blocked = login_guard.fails >= GB_ADMIN_LOGIN_FAILS;
+    pthread_mutex_unlock(&login_guard.lock);
+    return blocked;
+}
+
 static void on_login(struct gb_req *r)
 {
     json_t *body = body_json(r);
@@ -556,8 +581,17 @@ static void on_login(struct gb_req *r)
     const char *admin = gb_cfg(r->w->ctx)->auth_token;
     char sid[65], cookie[160];
 
+    if (login_blocked(0)) {
+        json_decref(body);
+        r->error = "admin login throttled";
+        evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Retry-After", "60");
+        gb_req_error(r, 429, "rate_limit_exceeded", NULL,
+                     "too many wrong admin logins: wait a minute");
+        return;
+    }
     if (tok == NULL || !gb_auth_equal(tok, strlen(tok), admin, strlen(admin))) {
         json_decref(body);
+        login_blocked(1);
         r->error = "admin login refused";
         gb_req_error(r, 401, "invalid_api_key", NULL, "wrong admin token");
         return;

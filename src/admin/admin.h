@@ -17,6 +17,8 @@
 #define GB_ADMIN_SESSIONS 64
 /* A session's life, in seconds. */
 #define GB_ADMIN_SESSION_S (12 * 3600)
+/* Wrong logins per minute before logins are refused for the rest of it. */
+#define GB_ADMIN_LOGIN_FAILS 10
 /* Keys accepted in one add request. */
 #define GB_ADMIN_ADD_MAX 10000
 
