@@ -13,6 +13,7 @@
 
 #include "api/openai_chat.h"
 #include "api/routes.h"
+#include "core/jsonw.h"
 #include "core/log.h"
 #include "core/rand.h"
 #include "server/worker.h"
@@ -106,7 +107,7 @@ static void on_body(struct gb_req *r)
     gb_rand_alnum(rnd, GB_CHAT_ID_RAND);
     snprintf(id, sizeof id, "chatcmpl-%s", rnd);
     resp = gb_chat_response_from_gemini(gem, &r->chat, &opts, id, (long long)time(NULL));
-    s = resp ? json_dumps(resp, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    s = resp ? gb_jsonw_dumps(resp, NULL) : NULL;
     if (s == NULL)
         gb_req_error(r, 500, "internal_error", NULL, "out of memory");
     else
@@ -190,7 +191,7 @@ static void send_upstream(struct gb_req *r)
     struct gb_chat_opts opts;
     char id[GB_CHAT_ID_RAND + 16], rnd[GB_CHAT_ID_RAND + 1];
 
-    r->up_payload = json_dumps(r->acc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    r->up_payload = gb_jsonw_dumps(r->acc, NULL);
     json_decref(r->acc);
     r->acc = NULL;
     r->client_stream = r->chat.stream;

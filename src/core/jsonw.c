@@ -1,13 +1,15 @@
 /* jsonw.c - JSON string escaping into a gb_buf (see jsonw.h). */
 #include "core/jsonw.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/err.h"
 
 int gb_jsonw_string(struct gb_buf *b, const char *s, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
+    static const char hex[] = "0123456789ABCDEF"; /* jansson writes \u001F */
     size_t start = 0;
     int rc = gb_buf_append(b, "\"", 1);
 
@@ -48,4 +50,116 @@ int gb_jsonw_string(struct gb_buf *b, const char *s, size_t n)
 int gb_jsonw_cstring(struct gb_buf *b, const char *s)
 {
     return gb_jsonw_string(b, s, strlen(s));
+}
+
+/* Integers as jansson prints them ("%" JSON_INTEGER_FORMAT). */
+static int put_integer(struct gb_buf *b, json_int_t v)
+{
+    char tmp[24], *p = tmp + sizeof tmp;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0)
+        *--p = '-';
+    return gb_buf_append(b, p, (size_t)(tmp + sizeof tmp - p));
+}
+
+/* Reals as jansson 2.14 prints them: "%.17g", then ".0" when it would read
+ * back as an integer. */
+static int put_real(struct gb_buf *b, double v)
+{
+    char tmp[64];
+    int n = snprintf(tmp, sizeof tmp, "%.17g", v);
+
+    if (n < 0 || (size_t)n >= sizeof tmp - 3)
+        return GB_EINVAL;
+    for (int i = 0; i < n; i++)
+        if (tmp[i] == ',')
+            tmp[i] = '.'; /* a locale's decimal comma */
+    if (strpbrk(tmp, ".eE") == NULL && strcmp(tmp, "inf") != 0 && strcmp(tmp, "nan") != 0) {
+        memcpy(tmp + n, ".0", 3);
+        n += 2;
+    }
+    /* as jansson: no '+' and no leading zeros in the exponent ("1e300", "1e-5") */
+    char *e = strchr(tmp, 'e');
+    if (e != NULL) {
+        char *start = e + 1, *end = e + 2;
+        if (*start == '-')
+            start++;
+        while (*end == '0')
+            end++;
+        if (end != start) {
+            memmove(start, end, (size_t)(tmp + n - end) + 1);
+            n -= (int)(end - start);
+        }
+    }
+    return gb_buf_append(b, tmp, (size_t)n);
+}
+
+int gb_jsonw_value(struct gb_buf *b, const json_t *v)
+{
+    int rc = 0;
+
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        const char *key;
+        json_t *val;
+        int first = 1;
+        rc = gb_buf_append(b, "{", 1);
+        json_object_foreach((json_t *)v, key, val) {
+            if (rc == 0 && !first)
+                rc = gb_buf_append(b, ",", 1);
+            first = 0;
+            if (rc == 0)
+                rc = gb_jsonw_cstring(b, key);
+            if (rc == 0)
+                rc = gb_buf_append(b, ":", 1);
+            if (rc == 0)
+                rc = gb_jsonw_value(b, val);
+        }
+        return rc ? rc : gb_buf_append(b, "}", 1);
+    }
+    case JSON_ARRAY: {
+        size_t i;
+        json_t *val;
+        rc = gb_buf_append(b, "[", 1);
+        json_array_foreach(v, i, val) {
+            if (rc == 0 && i > 0)
+                rc = gb_buf_append(b, ",", 1);
+            if (rc == 0)
+                rc = gb_jsonw_value(b, val);
+        }
+        return rc ? rc : gb_buf_append(b, "]", 1);
+    }
+    case JSON_STRING:
+        return gb_jsonw_string(b, json_string_value(v), json_string_length(v));
+    case JSON_INTEGER:
+        return put_integer(b, json_integer_value(v));
+    case JSON_REAL:
+        return put_real(b, json_real_value(v));
+    case JSON_TRUE:
+        return gb_buf_append(b, "true", 4);
+    case JSON_FALSE:
+        return gb_buf_append(b, "false", 5);
+    case JSON_NULL:
+        return gb_buf_append(b, "null", 4);
+    }
+    return GB_EINVAL;
+}
+
+char *gb_jsonw_dumps(const json_t *v, size_t *len)
+{
+    struct gb_buf b;
+
+    if (v == NULL)
+        return NULL;
+    gb_buf_init(&b, (size_t)1 << 31);
+    if (gb_jsonw_value(&b, v) < 0 || gb_buf_append(&b, "", 0) < 0) {
+        gb_buf_release(&b);
+        return NULL;
+    }
+    return gb_buf_take(&b, len);
 }

@@ -8,6 +8,7 @@
 #ifndef GB_CORE_JSONW_H
 #define GB_CORE_JSONW_H
 
+#include <jansson.h>
 #include <stddef.h>
 
 #include "core/buf.h"
@@ -17,5 +18,17 @@ int gb_jsonw_string(struct gb_buf *b, const char *s, size_t n);
 
 /* Same for a NUL-terminated string. */
 int gb_jsonw_cstring(struct gb_buf *b, const char *s);
+
+/* Appends a jansson value as compact JSON, the bytes json_dumps(v,
+ * JSON_COMPACT) gives, keys in insertion order, without jansson's per-node
+ * snprintf loop check (the cost of dumping on the request path).  Values
+ * must not contain cycles (trees the gateway builds never do).  Returns 0
+ * or GB_E*. */
+int gb_jsonw_value(struct gb_buf *b, const json_t *v);
+
+/* Dumps v as gb_jsonw_value does into a malloc'd NUL-terminated string
+ * (free() it); *len gets its length when len is not NULL.  NULL on
+ * failure. */
+char *gb_jsonw_dumps(const json_t *v, size_t *len);
 
 #endif
