@@ -167,7 +167,7 @@ static void on_stream_end(struct gb_req *r)
     gb_chat_stream_finish(&r->cs, &r->out);
 }
 
-static const struct gb_route_ops chat_ops = {on_body, on_event, on_stream_end};
+static const struct gb_route_ops chat_ops = {on_body, on_event, on_stream_end, NULL};
 
 static int build_url(struct gb_req *r)
 {

@@ -81,7 +81,7 @@ static void on_body(struct gb_req *r)
     free(s);
 }
 
-static const struct gb_route_ops embed_ops = {on_body, NULL, NULL};
+static const struct gb_route_ops embed_ops = {on_body, NULL, NULL, NULL};
 
 void gb_route_embeddings(struct gb_req *r)
 {

@@ -11,6 +11,7 @@
  */
 #include <event2/buffer.h>
 #include <event2/http.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,14 +30,45 @@ static const struct {
     {"embedContent", 0},    {"batchEmbedContents", 0},
 };
 
+/* Token counts for the request log, without parsing the answer: the
+ * "usageMetadata" object is found by name and only it is parsed.  In a
+ * stream every event carries the running totals, so the last one seen wins;
+ * an object split across two reads is skipped (the next event has it). */
+static void scan_usage(struct gb_req *r, const char *p, size_t n)
+{
+    static const char name[] = "\"usageMetadata\"";
+    const char *end = p + n, *at = p, *hit = NULL;
+    json_t *u;
+
+    while ((at = memmem(at, (size_t)(end - at), name, sizeof name - 1)) != NULL) {
+        hit = at;
+        at += sizeof name - 1;
+    }
+    if (hit == NULL)
+        return;
+    hit += sizeof name - 1;
+    while (hit < end && (*hit == ' ' || *hit == ':' || *hit == '\n' || *hit == '\r'))
+        hit++;
+    u = json_loadb(hit, (size_t)(end - hit), JSON_DISABLE_EOF_CHECK, NULL);
+    if (json_is_object(u)) {
+        r->prompt_tokens = (int)json_integer_value(json_object_get(u, "promptTokenCount"));
+        r->completion_tokens =
+            (int)(json_integer_value(json_object_get(u, "candidatesTokenCount")) +
+                  json_integer_value(json_object_get(u, "thoughtsTokenCount")));
+        r->total_tokens = (int)json_integer_value(json_object_get(u, "totalTokenCount"));
+    }
+    json_decref(u);
+}
+
 static void on_body(struct gb_req *r)
 {
+    scan_usage(r, r->up_body.data, r->up_body.len);
     gb_req_reply(r, (int)r->up_status,
                  r->up_ctype[0] ? r->up_ctype : "application/json; charset=UTF-8",
                  r->up_body.data, r->up_body.len);
 }
 
-static const struct gb_route_ops native_ops = {on_body, NULL, NULL};
+static const struct gb_route_ops native_ops = {on_body, NULL, NULL, scan_usage};
 
 /* Appends the client's query without its "key" parameter (raw, as sent). */
 static int append_query(struct gb_buf *u, const char *query)

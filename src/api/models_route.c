@@ -147,7 +147,7 @@ static void no_stream_end(struct gb_req *r)
     (void)r;
 }
 
-static const struct gb_route_ops models_ops = {on_body, no_event, no_stream_end};
+static const struct gb_route_ops models_ops = {on_body, no_event, no_stream_end, NULL};
 
 void gb_route_models(struct gb_req *r, const char *id)
 {

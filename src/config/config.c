@@ -125,6 +125,9 @@ static const struct cfg_row rows[] = {
      "days the error log is kept"},
     {"METRICS_TOKEN", NULL, T_STR, F(metrics_token), "", 0, 0,
      "token required for /metrics (empty: open; the admin token always works)"},
+    {"REDIS_URL", NULL, T_STR, F(redis_url), "", 0, 0,
+     "redis://[:password@]host[:port][/db]: instances sharing it share key state (empty: "
+     "single instance)"},
     {"LOG_LEVEL", NULL, T_LOGLEVEL, F(log_level), "info", 0, 0, "debug, info, warn or error"},
     {"LOG_FORMAT", NULL, T_LOGFORMAT, F(log_json), "text", 0, 0, "text or json"},
 };
@@ -459,6 +462,7 @@ void gb_config_free(struct gb_config *c)
     free(c->test_model);
     free(c->data_dir);
     free(c->metrics_token);
+    free(c->redis_url);
     json_decref(c->safety_settings);
     json_decref(c->thinking_budget_map);
     free(c);

@@ -62,6 +62,7 @@ struct gb_config {
     char *data_dir;                   /* SQLite database directory */
     long request_log_days, error_log_days;
     char *metrics_token;              /* NULL: /metrics is open */
+    char *redis_url;                  /* redis://...: share the key pool (cluster); NULL = off */
     long log_level;                   /* enum gb_log_level */
     int log_json;                     /* LOG_FORMAT=json */
 };

@@ -201,10 +201,15 @@ static struct heap_ent heap_pop(struct heap *h)
 
 /* ---- pool --------------------------------------------------------------- */
 
+/* Bytes of a key's masked id, with its terminator. */
+#define GB_KEY_ID_LEN 32
+/* Bytes of a hex SHA-256, with its terminator. */
+#define GB_KEY_SHA_LEN 65
+
 struct key {
-    char *key;          /* the secret; kept until gb_keypool_free */
-    char id[32];        /* "#<slot>...<last4>" */
-    char sha[65];       /* hex SHA-256 of the key */
+    char *key;          /* the secret; one block with id and sha, kept until gb_keypool_free */
+    char *id;           /* "#<slot>...<last4>", in key's block: stable even when keys[] moves */
+    char *sha;          /* hex SHA-256 of the key, in key's block (same) */
     uint64_t hash;
     int disabled, deleted, from_admin;
     long failures;
@@ -484,7 +489,7 @@ static int add_locked(struct gb_keypool *kp, const char *key, int from_admin)
     uint64_t h = hash_key(key);
     char mask[GB_MASK_MAX];
     struct key *k;
-    size_t j;
+    size_t j, len;
 
     if (kp->n == kp->cap) {
         size_t cap = kp->cap ? kp->cap * 2 : 16;
@@ -501,12 +506,19 @@ static int add_locked(struct gb_keypool *kp, const char *key, int from_admin)
             return GB_ENOMEM;
     k = &kp->keys[kp->n];
     memset(k, 0, sizeof *k);
-    if ((k->key = strdup(key)) == NULL)
+    /* id and sha live with the secret, not in keys[] (which add moves), so
+     * the pointers gb_keypool_key_id/_key_hash and the callbacks hand out
+     * stay valid while another thread adds a key */
+    len = strlen(key);
+    if ((k->key = malloc(len + 1 + GB_KEY_ID_LEN + GB_KEY_SHA_LEN)) == NULL)
         return GB_ENOMEM;
+    memcpy(k->key, key, len + 1);
+    k->id = k->key + len + 1;
+    k->sha = k->id + GB_KEY_ID_LEN;
     k->hash = h;
     k->from_admin = from_admin;
     sha256_hex(key, k->sha);
-    snprintf(k->id, sizeof k->id, "#%zu%s", kp->n, gb_log_mask(key, mask));
+    snprintf(k->id, GB_KEY_ID_LEN, "#%zu%s", kp->n, gb_log_mask(key, mask));
     for (j = h & (kp->tcap - 1); kp->table[j] != 0; j = (j + 1) & (kp->tcap - 1))
         ;
     kp->table[j] = (uint32_t)kp->n + 1;
@@ -721,9 +733,11 @@ int gb_keypool_pick(struct gb_keypool *kp, const char *model, const uint32_t *tr
         struct key *k = &kp->keys[i];
         const char *hash = k->sha;
         int64_t ms = k->minute_start, ds = k->day_start;
+        gb_keypool_pick_cb cb = kp->o.on_pick;
+        void *ud = kp->o.pick_ud;
         pthread_mutex_unlock(&kp->lock);
-        if (kp->o.on_pick != NULL)
-            kp->o.on_pick(kp->o.pick_ud, (uint32_t)i, hash, ms, ds);
+        if (cb != NULL)
+            cb(ud, (uint32_t)i, hash, ms, ds);
     }
     return 0;
 }
@@ -904,6 +918,8 @@ void gb_keypool_report(struct gb_keypool *kp, uint32_t idx, const char *model,
     struct key *k;
     long failures = 0;
     char id[32];
+    gb_keypool_change_cb on_change;
+    void *ud;
 
     pthread_mutex_lock(&kp->lock);
     if (idx >= kp->n || kp->keys[idx].deleted) {
@@ -950,6 +966,8 @@ void gb_keypool_report(struct gb_keypool *kp, uint32_t idx, const char *model,
     snprintf(id, sizeof id, "%s", k->id);
     if (changed)
         snapshot(kp, idx, &snap, errbuf, sizeof errbuf, now);
+    on_change = kp->o.on_change;
+    ud = kp->o.ud;
     pthread_mutex_unlock(&kp->lock);
 
     if (newly_disabled)
@@ -957,8 +975,8 @@ void gb_keypool_report(struct gb_keypool *kp, uint32_t idx, const char *model,
     else if (outcome == GB_KEY_LIMITED && until != 0 && !throttled)
         gb_debug("key %s cooling down for %s for %lld ms", id,
                 model && *model ? model : "all models", (long long)(until - now));
-    if (changed && kp->o.on_change != NULL)
-        kp->o.on_change(kp->o.ud, &snap);
+    if (changed && on_change != NULL)
+        on_change(ud, &snap);
 }
 
 /* ---- administration ----------------------------------------------------- */
@@ -967,13 +985,28 @@ static void notify(struct gb_keypool *kp, uint32_t idx)
 {
     struct gb_key_snapshot snap;
     char errbuf[160];
+    gb_keypool_change_cb on_change;
+    void *ud;
 
-    if (kp->o.on_change == NULL)
-        return;
     pthread_mutex_lock(&kp->lock);
-    snapshot(kp, idx, &snap, errbuf, sizeof errbuf, kp->o.now_ms());
+    on_change = kp->o.on_change;
+    ud = kp->o.ud;
+    if (on_change != NULL)
+        snapshot(kp, idx, &snap, errbuf, sizeof errbuf, kp->o.now_ms());
     pthread_mutex_unlock(&kp->lock);
-    kp->o.on_change(kp->o.ud, &snap);
+    if (on_change != NULL)
+        on_change(ud, &snap);
+}
+
+void gb_keypool_set_callbacks(struct gb_keypool *kp, gb_keypool_change_cb on_change, void *ud,
+                              gb_keypool_pick_cb on_pick, void *pick_ud)
+{
+    pthread_mutex_lock(&kp->lock);
+    kp->o.on_change = on_change;
+    kp->o.ud = ud;
+    kp->o.on_pick = on_pick;
+    kp->o.pick_ud = pick_ud;
+    pthread_mutex_unlock(&kp->lock);
 }
 
 int gb_keypool_add(struct gb_keypool *kp, const char *key, int from_admin, uint32_t *existing)

@@ -182,6 +182,13 @@ int gb_keypool_set_disabled(struct gb_keypool *kp, uint32_t idx, int disabled);
 /* Resets the failure count (and the last error). */
 int gb_keypool_reset_failures(struct gb_keypool *kp, uint32_t idx);
 
+/* Replaces the change and pick callbacks (and their ud) of the options
+ * given to gb_keypool_new, e.g. once the cluster started after the pool.
+ * Safe while other threads use the pool: a callback already running may
+ * still get the old ud, so keep the old ud valid until the pool is freed. */
+void gb_keypool_set_callbacks(struct gb_keypool *kp, gb_keypool_change_cb on_change, void *ud,
+                              gb_keypool_pick_cb on_pick, void *pick_ud);
+
 /* Changes the selection settings (SIGHUP reload); on_change, ud and now_ms
  * stay as they were. */
 void gb_keypool_configure(struct gb_keypool *kp, long max_failures, enum gb_key_strategy strategy,

@@ -62,6 +62,9 @@ struct gb_route_ops {
     /* Streamed: the upstream ended cleanly; append the last output to r->out.
      * May be NULL. */
     void (*on_stream_end)(struct gb_req *r);
+    /* Relayed as it is (on_event NULL): sees each piece after it was sent,
+     * for statistics.  May be NULL. */
+    void (*on_raw)(struct gb_req *r, const char *p, size_t n);
 };
 
 struct gb_req {

@@ -82,6 +82,8 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
                 gb_req_stream_start(r, r->up_ctype);
             }
             gb_req_stream_send(r, p, n);
+            if (r->ops->on_raw != NULL)
+                r->ops->on_raw(r, p, n);
             return n;
         }
         if (!r->sse_init) {

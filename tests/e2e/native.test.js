@@ -139,6 +139,29 @@ async function withGateway(fake, opts, fn) {
 describe('native Gemini routes', () => {
     const ctx = suite(hooks, { keys: KEYS, fake: { longStreamEvents: LONG_EVENTS, longStreamEventMs: 25 } });
 
+    test('the request log records the tokens of native answers (non-stream and stream)', { timeout: T_SHORT }, async () => {
+        const { gw } = ctx;
+        const m = marker('ntok');
+        const body = JSON.stringify({ contents: [{ role: 'user', parts: [{ text: m }] }] });
+        const h = { 'x-goog-api-key': TOKEN, 'content-type': 'application/json' };
+        const r1 = await request(`${gw.url}/v1beta/models/gemini-2.5-flash:generateContent`, { method: 'POST', headers: h, body });
+        assert.equal(r1.status, 200, r1.text);
+        const want1 = r1.json.usageMetadata;
+        const r2 = await request(`${gw.url}/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse`, { method: 'POST', headers: h, body });
+        assert.equal(r2.status, 200, r2.text);
+        const events = r2.text.split('\r\n\r\n').filter((e) => e.startsWith('data: ')).map((e) => JSON.parse(e.slice(6)));
+        const want2 = events.filter((e) => e.usageMetadata).at(-1).usageMetadata;
+        let items = [];
+        await waitFor(async () => {
+            const r = await request(`${gw.url}/api/logs/requests?limit=50`, { headers: { authorization: `Bearer ${TOKEN}` } });
+            items = (r.json && r.json.items || []).filter((x) => x.route === 'native');
+            return items.length >= 2;
+        }, { timeoutMs: 5000, what: 'native rows in the request log' });
+        const totals = items.slice(0, 2).map((x) => x.total_tokens).sort();
+        assert.deepEqual(totals, [want1.totalTokenCount, want2.totalTokenCount].sort());
+        assert.ok(items.every((x) => x.prompt_tokens > 0), JSON.stringify(items.slice(0, 2)));
+    });
+
     for (const P of PREFIXES) {
         test(`${P}: GET /models passes pageSize and pageToken through, pages as the upstream sent them`, { timeout: T_SHORT }, async () => {
             const { fake, gw } = ctx;
