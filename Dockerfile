@@ -6,7 +6,8 @@
 # Build stage: the same toolchain and -dev packages as `make deps`, then
 # `make all` (produces build/gemini-balance).  Runtime stage: debian:12-slim
 # with only the shared libraries the binary links (libevent, libevent_pthreads,
-# libcurl, jansson) plus the CA store for TLS to Google, run as a non-root user.
+# libcurl, jansson, SQLite, libcrypto, hiredis) plus the CA store for TLS to
+# Google, run as a non-root user.
 # Configuration comes from the environment (--env-file .env); a .env file
 # mounted at /app/.env is read too (the working directory).
 # When a module adds a library (e.g. SQLite: libsqlite3-dev here, libsqlite3-0
@@ -16,9 +17,11 @@ FROM debian:12 AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         build-essential pkg-config libevent-dev libcurl4-openssl-dev libjansson-dev \
+        libsqlite3-dev libssl-dev libhiredis-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile ./
+COPY scripts/embed.sh scripts/
 COPY src/ src/
 RUN make -j"$(nproc)" all \
  && strip build/gemini-balance
@@ -26,7 +29,8 @@ RUN make -j"$(nproc)" all \
 FROM debian:12-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        libevent-2.1-7 libevent-pthreads-2.1-7 libcurl4 libjansson4 ca-certificates \
+        libevent-2.1-7 libevent-pthreads-2.1-7 libcurl4 libjansson4 libsqlite3-0 libssl3 \
+        libhiredis0.14 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 gemini \
  && useradd --system --uid 10001 --gid gemini --home-dir /app --no-create-home \
@@ -35,7 +39,8 @@ COPY --from=build /src/build/gemini-balance /usr/local/bin/gemini-balance
 # Fail the image build if a shared library of the binary is missing here.
 RUN ! ldd /usr/local/bin/gemini-balance | grep -F 'not found'
 WORKDIR /app
-RUN chown gemini:gemini /app
+# DATA_DIR defaults to ./data: a volume mounted there keeps this ownership
+RUN mkdir -p /app/data && chown -R gemini:gemini /app
 USER 10001:10001
 ENV HOST=0.0.0.0 PORT=8000
 EXPOSE 8000

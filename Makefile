@@ -9,7 +9,7 @@
 
 BUILD    ?= build
 CC       ?= cc
-PKGS     := libevent libevent_pthreads libcurl jansson sqlite3 libcrypto
+PKGS     := libevent libevent_pthreads libcurl jansson sqlite3 libcrypto hiredis
 WARN     := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
             -Wmissing-prototypes -Wvla
 OPT      ?= -O2 -g

@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "cluster/cluster.h"
 #include "config/config.h"
 #include "core/clock.h"
 #include "core/log.h"
@@ -82,9 +83,10 @@ static void warn_fixed(const struct gb_config *a, const struct gb_config *b)
 {
     if (strcmp(a->host, b->host) != 0 || a->port != b->port || a->workers != b->workers ||
         strcmp(a->data_dir, b->data_dir) != 0 || a->max_request_bytes != b->max_request_bytes ||
-        a->check_interval_hours != b->check_interval_hours)
-        gb_warn("reload: HOST, PORT, WORKERS, DATA_DIR, MAX_REQUEST_BYTES and "
-                "CHECK_INTERVAL_HOURS take effect at the next restart");
+        a->check_interval_hours != b->check_interval_hours ||
+        strcmp(a->redis_url ? a->redis_url : "", b->redis_url ? b->redis_url : "") != 0)
+        gb_warn("reload: HOST, PORT, WORKERS, DATA_DIR, MAX_REQUEST_BYTES, "
+                "CHECK_INTERVAL_HOURS and REDIS_URL take effect at the next restart");
 }
 
 /* SIGHUP: reads .env and the environment again; keys, tokens and settings
@@ -112,6 +114,7 @@ static void reload(struct gb_ctx *ctx, const char *env_file, struct retired *ret
     gb_log_setup((enum gb_log_level)next->log_level, next->log_json);
     gb_keypool_configure(ctx->pool, next->max_failures, (enum gb_key_strategy)next->key_strategy,
                          next->key_rpm_limit, next->key_rpd_limit);
+    gb_cluster_set_limits(ctx->cluster, next->key_rpm_limit, next->key_rpd_limit);
     changes = gb_keypool_sync(ctx->pool, &next->api_keys);
     __atomic_store_n(&ctx->cfg, next, __ATOMIC_RELEASE);
     retired->v[retired->n++] = old;
@@ -141,6 +144,7 @@ int main(int argc, char **argv)
     struct gb_ctx ctx = {0};
     struct gb_keypool_opts pool_opts = {0};
     struct gb_store_opts store_opts = {0};
+    struct gb_keystore_fanout fanout = {0};
     struct retired retired = {NULL, 0};
     struct gb_worker *workers = NULL;
     char err[512], portstr[16];
@@ -183,6 +187,14 @@ int main(int argc, char **argv)
     json_object_seed(0);
     signal(SIGPIPE, SIG_IGN);
 
+    /* every thread (store, cluster, workers) inherits the signals blocked,
+     * so SIGTERM/SIGHUP reach only main's sigwait, even before it waits */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
     ctx.version = GB_VERSION;
     ctx.started_ms = gb_now_ms();
     pthread_mutex_init(&ctx.models.lock, NULL);
@@ -211,13 +223,21 @@ int main(int argc, char **argv)
         gb_error("out of memory");
         goto out;
     }
-
-    /* workers get the signals blocked; main waits for them with sigwait */
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    /* several instances must not all start on the same key */
+    gb_keypool_randomize_cursor(ctx.pool);
+    if (cfg->redis_url != NULL) {
+        ctx.cluster = gb_cluster_start(cfg->redis_url, ctx.pool, err, sizeof err);
+        if (ctx.cluster == NULL) {
+            gb_error("cannot start the cluster: %s", err);
+            goto out;
+        }
+        gb_cluster_set_limits(ctx.cluster, cfg->key_rpm_limit, cfg->key_rpd_limit);
+        fanout.store = ctx.store;
+        fanout.next = gb_cluster_on_change;
+        fanout.next_ud = ctx.cluster;
+        gb_keypool_set_callbacks(ctx.pool, gb_keystore_on_change_fanout, &fanout,
+                                 gb_cluster_on_pick, ctx.cluster);
+    }
 
     snprintf(portstr, sizeof portstr, "%ld", cfg->port);
     port = (int)cfg->port;
@@ -252,7 +272,11 @@ out:
         gb_worker_stop(&workers[i]);
     for (long i = 0; i < started; i++)
         gb_worker_join(&workers[i]);
-    /* the store writes what is queued before the pool it mirrors goes */
+    /* the cluster sends its last changes, then the store writes what is
+     * queued, before the pool they mirror goes */
+    if (ctx.cluster != NULL && ctx.pool != NULL)
+        gb_keypool_set_callbacks(ctx.pool, gb_keystore_on_change, ctx.store, NULL, NULL);
+    gb_cluster_stop(ctx.cluster);
     gb_store_close(ctx.store);
     free(workers);
     gb_keypool_free(ctx.pool);

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "auth/auth.h"
+#include "cluster/cluster.h"
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -222,7 +223,8 @@ static void on_status(struct gb_req *r)
         snprintf(host, sizeof host, "gemini-balance");
     host[sizeof host - 1] = '\0';
     reply_json(r, 200,
-               json_pack("{s:s, s:I, s:{s:I, s:I, s:I, s:I}, s:b, s:I, s:I, s:s}", "version",
+               json_pack("{s:s, s:I, s:{s:I, s:I, s:I, s:I}, s:b, s:I, s:I, s:s, s:{s:b, s:b, s:I}}",
+                         "version",
                          ctx->version, "uptime_s",
                          (json_int_t)((gb_now_ms() - ctx->started_ms) / 1000), "keys", "total",
                          (json_int_t)st.total, "usable", (json_int_t)st.usable, "cooling",
@@ -230,7 +232,9 @@ static void on_status(struct gb_req *r)
                          "throttled", st.throttled, "throttle_ms_left",
                          (json_int_t)st.throttle_ms_left, "store_dropped",
                          (json_int_t)(ctx->store ? gb_store_dropped(ctx->store) : 0), "instance",
-                         host));
+                         host, "cluster", "enabled", ctx->cluster != NULL, "connected",
+                         gb_cluster_connected(ctx->cluster), "dropped",
+                         (json_int_t)gb_cluster_dropped(ctx->cluster)));
 }
 
 /* Adds the store's usage (this hour, today) to each listed key, then answers. */

@@ -950,8 +950,8 @@ static int add_safety(struct xl *x, json_t *body)
 
     if (!json_is_array(ss))
         return 0;
-    /* shared, not copied: the body is only dumped, never changed, and jansson's
-     * reference counts are atomic */
+    /* shared, not copied: the config marks it immortal (see config.c), so
+     * this incref and the body's decref do not touch it from many threads */
     return set(x, body, "safetySettings", json_incref((json_t *)ss));
 }
 

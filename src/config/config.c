@@ -463,6 +463,8 @@ void gb_config_free(struct gb_config *c)
     free(c->data_dir);
     free(c->metrics_token);
     free(c->redis_url);
+    if (c->safety_settings != NULL)
+        c->safety_settings->refcount = 1; /* mortal again: freed below */
     json_decref(c->safety_settings);
     json_decref(c->thinking_budget_map);
     free(c);
@@ -520,6 +522,13 @@ static int finish(struct gb_config *c, char *err, size_t errlen)
             }
         }
     }
+    /* Every chat request puts this array into its upstream body by reference.
+     * jansson reads the count before its atomic increment, a data race when
+     * many workers share the value, so the snapshot makes it immortal
+     * (refcount (size_t)-1: json_incref/json_decref leave it alone) and
+     * gb_config_free makes it mortal again. */
+    if (c->safety_settings != NULL)
+        c->safety_settings->refcount = (size_t)-1;
     for (size_t i = 0; i < json_array_size(c->safety_settings); i++) {
         if (!json_is_object(json_array_get(c->safety_settings, i))) {
             snprintf(err, errlen, "SAFETY_SETTINGS: expected a JSON array of objects");

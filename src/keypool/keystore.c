@@ -36,6 +36,15 @@ void gb_keystore_on_change(void *ud, const struct gb_key_snapshot *s)
     gb_store_save_key(st, &k);
 }
 
+void gb_keystore_on_change_fanout(void *ud, const struct gb_key_snapshot *s)
+{
+    const struct gb_keystore_fanout *f = ud;
+
+    gb_keystore_on_change(f->store, s);
+    if (f->next != NULL)
+        f->next(f->next_ud, s);
+}
+
 struct restore_ctx {
     struct gb_keypool *kp;
     int restored;

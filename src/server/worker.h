@@ -32,11 +32,14 @@ struct gb_models_cache {
     int64_t expires_ms; /* monotonic */
 };
 
+struct gb_cluster;
+
 struct gb_ctx {
     const struct gb_config *cfg; /* the current config: read it with gb_cfg(); a reload
                                     swaps it, and old ones live on until exit */
     struct gb_keypool *pool;     /* borrowed from main */
     struct gb_store *store;      /* borrowed from main; NULL when persistence is off */
+    struct gb_cluster *cluster;  /* borrowed from main; NULL without REDIS_URL (issue 7) */
     struct gb_models_cache models;
     int64_t started_ms;
     const char *version;

@@ -7,7 +7,8 @@
  * fixtures (../../../shared/fixtures by default), and behaves according to
  * the API key's prefix and the model name so tests can build key pools and
  * failures deterministically.  Every request is recorded; control endpoints
- * (/__requests, /__reset, /__stats, /__config) let tests inspect it.
+ * (/__requests, /__reset, /__stats, /__config, /__keystate) let tests inspect
+ * and steer it.
  *
  * See README.md next to this file for the full behaviour table.
  *
@@ -17,7 +18,7 @@
  *   const { startFakeUpstream } = require('./server.js');   // or import from ESM
  *   const fake = await startFakeUpstream({ port: 0 });
  *   fake.url, fake.port, fake.requests(), fake.stats(), fake.reset(),
- *   fake.config({ slowMs: 500 }), await fake.close()
+ *   fake.config({ slowMs: 500 }), fake.keyState(key, state), await fake.close()
  */
 
 const http = require('node:http');
@@ -64,6 +65,23 @@ const ENV_NAMES = {
     modelsPageDefault: 'GB_FAKE_MODELS_PAGE_DEFAULT',
 };
 
+/* quotaday-* keys: the per-minute 429 fixture turned into a per-day quota
+ * failure (quotaId ...PerDay..., the daily metric and limit), RetryInfo kept
+ * ("26s"), as Google answers when a free-tier daily quota is used up. */
+function perDayQuotaBody(e) {
+    for (const d of e.error.details) {
+        for (const v of d.violations || []) {
+            v.quotaMetric = 'generativelanguage.googleapis.com/generate_content_free_tier_requests';
+            v.quotaId = 'GenerateRequestsPerDayPerProjectPerModel-FreeTier';
+            v.quotaValue = '250';
+        }
+    }
+    return JSON.stringify(e, null, 2) + '\n';
+}
+
+/* Verdicts a test can force on one exact key string (POST /__keystate). */
+const KEY_STATES = ['good', 'invalid', 'forbidden', 'quota', 'quotaday', 'unavail', 'err500'];
+
 /* The events of a recorded SSE body, parsed. */
 function sseEvents(text) {
     return text.split('\r\n\r\n').filter((s) => s.startsWith('data: ')).map((s) => JSON.parse(s.slice(6)));
@@ -88,6 +106,7 @@ function loadFixtures(dir) {
             permissionDenied: text('error-403-permission-denied.json'),
             modelNotFound: json('error-404-model-not-found.json'),
             resourceExhausted: text('error-429-resource-exhausted.json'),
+            resourceExhaustedPerDay: perDayQuotaBody(json('error-429-resource-exhausted.json')),
             internal: text('error-500-internal.json'),
             unavailable: text('error-503-unavailable-overloaded.json'),
         },
@@ -258,6 +277,7 @@ function createFake(opts = {}) {
     let seq = 0;
     let keyHits = {}; /* flaky-* keys: requests seen per key */
     let emptySeen = new Set(); /* empty-once model: prompts already answered empty */
+    let keyStates = {}; /* exact key -> forced verdict (POST /__keystate) */
     let stats = freshStats();
     const liveTimers = new Set();
 
@@ -320,11 +340,25 @@ function createFake(opts = {}) {
             records = [];
             keyHits = {};
             emptySeen = new Set();
+            keyStates = {};
             stats = freshStats();
             return sendJson(res, 200, '{"ok":true}');
         }
         if (p === '/__stats' && req.method === 'GET') {
             return sendJson(res, 200, JSON.stringify(stats));
+        }
+        if (p === '/__keystate' && req.method === 'POST') {
+            let q;
+            try {
+                q = JSON.parse(body || '{}');
+                setKeyState(q && q.key, q && q.state);
+            } catch (e) {
+                return sendJson(res, 400, JSON.stringify({ error: e.message }));
+            }
+            return sendJson(res, 200, JSON.stringify(keyStates));
+        }
+        if (p === '/__keystate' && req.method === 'GET') {
+            return sendJson(res, 200, JSON.stringify(keyStates));
         }
         if (p === '/__config') {
             if (req.method === 'POST') {
@@ -352,12 +386,41 @@ function createFake(opts = {}) {
         }
     }
 
+    /* POST /__keystate: state one of KEY_STATES, or null to forget the key */
+    function setKeyState(key, state) {
+        if (typeof key !== 'string' || key === '') throw new Error('"key" must be a non-empty string');
+        if (state === null || state === undefined) {
+            delete keyStates[key];
+            return;
+        }
+        if (!KEY_STATES.includes(state)) throw new Error(`"state" must be one of ${KEY_STATES.join(', ')} or null`);
+        keyStates[key] = state;
+    }
+
+    /* a verdict by name (the prefix rules and /__keystate share it) */
+    function verdictOf(state) {
+        switch (state) {
+        case 'good': return null;
+        case 'forbidden': return [403, fx.errors.permissionDenied];
+        case 'quota': return [429, fx.errors.resourceExhausted];
+        case 'quotaday': return [429, fx.errors.resourceExhaustedPerDay];
+        case 'unavail': return [503, fx.errors.unavailable];
+        case 'err500': return [500, fx.errors.internal];
+        default: return [400, fx.errors.apiKeyInvalid];
+        }
+    }
+
     /* key policy: returns null to go on, or [status, body] */
     function keyVerdict(rec) {
         if (rec.headers.authorization !== undefined) return [401, ERR_OAUTH];
         const k = rec.key;
         if (!k) return [403, ERR_NO_KEY];
+        if (Object.prototype.hasOwnProperty.call(keyStates, k)) return verdictOf(keyStates[k]);
         if (k.startsWith('good-') || k.startsWith('slow-') || k.startsWith('die-')) return null;
+        if (k.startsWith('quotapro-')) {
+            return rec.model && rec.model.includes('pro') ? [429, fx.errors.resourceExhausted] : null;
+        }
+        if (k.startsWith('quotaday-')) return [429, fx.errors.resourceExhaustedPerDay];
         if (k.startsWith('flaky-')) {
             keyHits[k] = (keyHits[k] || 0) + 1;
             return keyHits[k] % 2 === 1 ? [400, fx.errors.apiKeyInvalid] : null;
@@ -857,11 +920,16 @@ function createFake(opts = {}) {
             records = [];
             keyHits = {};
             emptySeen = new Set();
+            keyStates = {};
             stats = freshStats();
         },
         config: (patch) => {
             applyConfig(patch);
             return { ...cfg };
+        },
+        keyState: (key, state) => {
+            setKeyState(key, state);
+            return { ...keyStates };
         },
         stopTimers: () => {
             for (const e of liveTimers) {
@@ -894,6 +962,7 @@ function startFakeUpstream(options = {}) {
                 stats: fake.stats,
                 reset: fake.reset,
                 config: fake.config,
+                keyState: fake.keyState,
                 close: () => new Promise((done) => {
                     fake.stopTimers();
                     fake.server.close(() => done());

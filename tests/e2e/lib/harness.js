@@ -95,7 +95,7 @@ process.on('exit', () => {
     for (const gw of live) {
         try {
             gw.proc.kill('SIGKILL');
-            fs.rmSync(gw.dir, { recursive: true, force: true });
+            if (gw.ownsDir) fs.rmSync(gw.dir, { recursive: true, force: true });
         } catch {
             /* exiting anyway */
         }
@@ -103,9 +103,10 @@ process.on('exit', () => {
 });
 
 class Gateway {
-    constructor(proc, dir) {
+    constructor(proc, dir, ownsDir = true) {
         this.proc = proc;
         this.dir = dir;
+        this.ownsDir = ownsDir; /* false: the caller's directory (opts.dir), never removed here */
         this.url = null;
         this.stderrText = '';
         this.stdoutText = '';
@@ -178,7 +179,8 @@ class Gateway {
     }
 
     /*
-     * SIGTERM, then SIGKILL after 5 s; removes the temp dir.  Resolves the
+     * SIGTERM, then SIGKILL after 5 s; removes the temp dir (unless it is
+     * the caller's, opts.dir).  Resolves the
      * exit.  Throws when a sanitizer or valgrind reported an error on
      * stderr, or when a gateway we stopped did not exit with status 0 (a
      * crash or a leak report at shutdown): the suite's after() hook fails.
@@ -193,7 +195,7 @@ class Gateway {
             await this.exited;
             clearTimeout(t);
         }
-        fs.rmSync(this.dir, { recursive: true, force: true });
+        if (this.ownsDir) fs.rmSync(this.dir, { recursive: true, force: true });
         const report = /==\d+==ERROR: |runtime error: |ERROR: (Address|Leak|Thread|Memory|UndefinedBehavior)Sanitizer|==\d+== (Invalid|Conditional|Use of uninit|Syscall param|Mismatched)|definitely lost: [1-9]/.exec(this.stderrText);
         if (report && (running || !/LeakSanitizer/.test(report[0]))) {
             throw new Error(`the gateway reported a memory error:\n${this.stderrText.slice(Math.max(0, report.index - 200))}`);
@@ -209,7 +211,7 @@ function spawnGateway(fake, opts = {}) {
     if (!fs.existsSync(GB_BIN)) {
         throw new Error(`gateway binary not found: ${GB_BIN} (build it with make, or set GB_BIN)`);
     }
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gb-e2e-'));
+    const dir = opts.dir || fs.mkdtempSync(path.join(os.tmpdir(), 'gb-e2e-'));
     if (opts.files) {
         for (const [name, text] of Object.entries(opts.files)) fs.writeFileSync(path.join(dir, name), text);
     }
@@ -220,15 +222,17 @@ function spawnGateway(fake, opts = {}) {
         env: buildEnv(fake, opts),
         stdio: ['ignore', 'pipe', 'pipe'],
     });
-    return new Gateway(proc, dir);
+    return new Gateway(proc, dir, !opts.dir);
 }
 
 /*
  * Starts the gateway against `fake` and waits for its "listening on URL"
  * line.  opts: keys (API_KEYS list), tokens (ALLOWED_TOKENS list), env
  * (overrides; undefined removes a variable), files ({name: text} written
- * into its fresh working directory), args.  Resolves the Gateway, whose
- * .url is the base URL (no trailing slash).
+ * into its fresh working directory), args, dir (an existing directory to
+ * run in instead of a fresh one, e.g. to restart a gateway on the same
+ * DATA_DIR: the caller creates and removes it, stop() leaves it alone).
+ * Resolves the Gateway, whose .url is the base URL (no trailing slash).
  */
 export async function startGateway(fake, opts = {}) {
     const gw = spawnGateway(fake, opts);

@@ -338,7 +338,10 @@ static void on_change(void *ud, const struct gb_key_snapshot *s)
 
 static void test_change_callback(void **state)
 {
-    struct gb_keypool_opts o = {3, GB_PICK_ROUND_ROBIN, 0, 0, clock_fn, on_change, NULL};
+    struct gb_keypool_opts o = {.max_failures = 3,
+                                .strategy = GB_PICK_ROUND_ROBIN,
+                                .now_ms = clock_fn,
+                                .on_change = on_change};
     struct gb_strlist l;
     struct gb_keypool *kp;
 
@@ -363,7 +366,8 @@ static void test_large_pool(void **state)
 {
     enum { N = 50000 };
     struct gb_strlist l = {calloc(N, sizeof(char *)), N};
-    struct gb_keypool_opts o = {3, GB_PICK_ROUND_ROBIN, 0, 0, clock_fn, NULL, NULL};
+    struct gb_keypool_opts o = {
+        .max_failures = 3, .strategy = GB_PICK_ROUND_ROBIN, .now_ms = clock_fn};
     struct gb_key_report rep = {0, 1, NULL, 0};
     struct gb_keypool *kp;
 
