@@ -505,6 +505,10 @@ static int finish(struct gb_config *c, char *err, size_t errlen)
     n = strlen(c->base_url);
     while (n > 0 && c->base_url[n - 1] == '/')
         c->base_url[--n] = '\0';
+    if (n <= (size_t)(strncmp(c->base_url, "https", 5) == 0 ? 8 : 7)) {
+        snprintf(err, errlen, "BASE_URL: expected an http:// or https:// URL with a host");
+        return GB_EINVAL;
+    }
     if (c->workers == 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         c->workers = cpus > 0 ? cpus : 1;

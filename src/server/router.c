@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "admin/admin.h"
 #include "api/routes.h"
@@ -29,10 +30,20 @@
 
 int gb_router_normalize(const char *uri, char *out, size_t outlen)
 {
+    const char *p = uri;
     size_t n = 0;
 
-    for (const char *p = uri; *p != '\0' && *p != '?' && *p != '#'; p++) {
-        if (*p == '/' && n > 0 && out[n - 1] == '/')
+    /* the absolute form (RFC 9112 3.2.2), "GET http://host/path", routes by
+     * its path */
+    if (strncasecmp(p, "http://", 7) == 0 || strncasecmp(p, "https://", 8) == 0) {
+        p = strchr(p, ':') + 3;
+        p += strcspn(p, "/?#");
+    }
+    if (outlen < 2)
+        return GB_ETOOBIG;
+    out[n++] = '/'; /* every result starts with '/', even for "*" or "health" */
+    for (; *p != '\0' && *p != '?' && *p != '#'; p++) {
+        if (*p == '/' && out[n - 1] == '/')
             continue;
         if (n + 1 >= outlen)
             return GB_ETOOBIG;
@@ -40,8 +51,6 @@ int gb_router_normalize(const char *uri, char *out, size_t outlen)
     }
     if (n > 1 && out[n - 1] == '/')
         n--;
-    if (n == 0)
-        out[n++] = '/';
     out[n] = '\0';
     return 0;
 }
