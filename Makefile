@@ -4,6 +4,8 @@
 #   make test       install what is missing, build, run unit + end-to-end tests
 #   make demo       fake Gemini upstream + gateway wired to it, no real key needed
 #   make sanitize   every test under ASan + UBSan
+#   make valgrind   end-to-end suites with the gateway under valgrind memcheck
+#   make fuzz       libFuzzer targets (FUZZ_SECONDS each)
 #   make bench      nginx direct / nginx proxy / gemini-balance, side by side
 #   make format / format-check
 
@@ -25,7 +27,7 @@ TEST_SRCS := $(sort $(wildcard tests/unit/*/*_test.c))
 TEST_BINS := $(TEST_SRCS:tests/unit/%_test.c=$(BUILD)/tests/%_test)
 BIN       := $(BUILD)/gemini-balance
 
-.PHONY: all deps test-deps run test unit e2e demo sanitize bench format format-check clean
+.PHONY: all deps test-deps run test unit e2e demo sanitize valgrind fuzz bench format format-check clean
 
 all: $(BIN)
 
@@ -84,6 +86,13 @@ sanitize: test-deps
 	@$(MAKE) --no-print-directory BUILD=build-san OPT="-O1 -g" \
 		SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
 		all unit e2e
+
+valgrind: test-deps
+	@$(MAKE) --no-print-directory BUILD=build-vg OPT="-O1 -g" all
+	@GB_BIN=$(abspath build-vg/gemini-balance) scripts/valgrind.sh
+
+fuzz: test-deps
+	@scripts/fuzz.sh
 
 bench: deps
 	@scripts/deps.sh bench

@@ -85,8 +85,12 @@ static void on_body(struct gb_req *r)
     gem = json_loadb(r->up_body.data, r->up_body.len, 0, NULL);
     if (!json_is_object(gem)) {
         json_decref(gem);
+        /* a cut-off or garbled 2xx: not the key's fault, try another */
+        if (gb_upstream_retry(r, "answer is not JSON") == 0)
+            return;
         r->error = "upstream answer is not JSON";
-        gb_req_error(r, 502, "bad_upstream_response", NULL, "the upstream answer is not JSON");
+        gb_req_error(r, 502, "bad_upstream_response", NULL,
+                     "the upstream answer was not JSON on every attempt");
         return;
     }
     take_usage(r, json_object_get(gem, "usageMetadata"));

@@ -60,8 +60,55 @@ static void scan_usage(struct gb_req *r, const char *p, size_t n)
     json_decref(u);
 }
 
+/* 1 when body is one whole JSON object: the brackets outside strings
+ * balance and close at the end.  A scan, not a parse (the body is relayed
+ * as it is): a few instructions a byte, enough to catch an empty or cut-off
+ * answer, wherever it was cut. */
+static int looks_whole(const char *p, size_t n)
+{
+    size_t i = 0, depth = 0;
+    int in_str = 0, esc = 0, closed = 0;
+
+    while (i < n && (p[i] == ' ' || p[i] == '\n' || p[i] == '\r' || p[i] == '\t'))
+        i++;
+    if (i == n || p[i] != '{')
+        return 0;
+    for (; i < n; i++) {
+        char c = p[i];
+        if (closed) {
+            if (c != ' ' && c != '\n' && c != '\r' && c != '\t')
+                return 0; /* bytes after the object */
+        } else if (in_str) {
+            if (esc)
+                esc = 0;
+            else if (c == '\\')
+                esc = 1;
+            else if (c == '"')
+                in_str = 0;
+        } else if (c == '"') {
+            in_str = 1;
+        } else if (c == '{' || c == '[') {
+            depth++;
+        } else if (c == '}' || c == ']') {
+            if (depth == 0)
+                return 0;
+            closed = --depth == 0;
+        }
+    }
+    return closed;
+}
+
 static void on_body(struct gb_req *r)
 {
+    if (!looks_whole(r->up_body.data, r->up_body.len)) {
+        /* an empty or cut-off 2xx: not the key's fault, try another */
+        if (gb_upstream_retry(r, "incomplete answer") == 0)
+            return;
+        r->error = "incomplete upstream answer";
+        gb_req_error(r, 502, "UNAVAILABLE", NULL,
+                     "the upstream answered with an empty or incomplete body on every attempt");
+        return;
+    }
     scan_usage(r, r->up_body.data, r->up_body.len);
     gb_req_reply(r, (int)r->up_status,
                  r->up_ctype[0] ? r->up_ctype : "application/json; charset=UTF-8",

@@ -505,7 +505,8 @@ static int finish(struct gb_config *c, char *err, size_t errlen)
     n = strlen(c->base_url);
     while (n > 0 && c->base_url[n - 1] == '/')
         c->base_url[--n] = '\0';
-    if (n <= (size_t)(strncmp(c->base_url, "https", 5) == 0 ? 8 : 7)) {
+    const char *host = c->base_url + (strncmp(c->base_url, "https", 5) == 0 ? 8 : 7);
+    if (n <= (size_t)(host - c->base_url) || *host == '/' || *host == '?' || *host == '#') {
         snprintf(err, errlen, "BASE_URL: expected an http:// or https:// URL with a host");
         return GB_EINVAL;
     }

@@ -251,6 +251,8 @@ struct gb_keypool {
     struct recent *q;   /* 429s in the throttle window, first per key, oldest first */
     size_t qhead, qlen, qcap;
     int64_t throttle_until, throttle_ms, throttle_ended;
+    /* picks and 429s in the current and the previous throttle window */
+    int64_t win_start, win_picks, win_429, prev_picks, prev_429;
 };
 
 /* ---- time --------------------------------------------------------------- */
@@ -634,9 +636,27 @@ static void roll_windows(struct key *k, int64_t now)
 
 /* Counts a pick against the local limits; at a limit the key cools down
  * (every model) until its window ends. */
+/* Moves the throttle windows forward to now.  Lock held. */
+static void roll_throttle_window(struct gb_keypool *kp, int64_t now)
+{
+    if (now - kp->win_start < GB_THROTTLE_WINDOW_MS)
+        return;
+    if (now - kp->win_start < 2 * GB_THROTTLE_WINDOW_MS) {
+        kp->prev_picks = kp->win_picks;
+        kp->prev_429 = kp->win_429;
+    } else {
+        kp->prev_picks = kp->prev_429 = 0;
+    }
+    kp->win_start = now - now % GB_THROTTLE_WINDOW_MS;
+    kp->win_picks = kp->win_429 = 0;
+}
+
 static void count_pick(struct gb_keypool *kp, uint32_t i, int64_t now)
 {
     struct key *k = &kp->keys[i];
+
+    roll_throttle_window(kp, now);
+    kp->win_picks++;
 
     roll_windows(k, now);
     k->minute_count++;
@@ -859,11 +879,19 @@ static int detect_throttle(struct gb_keypool *kp, uint32_t k, int m, int64_t now
         x->per_day = 0;
         kp->keys[k].last429 = now;
     }
+    roll_throttle_window(kp, now);
+    kp->win_429++;
     usable = kp->live - kp->ndisabled;
     need = usable * GB_THROTTLE_SHARE_PCT / 100;
     if (need < GB_THROTTLE_MIN_KEYS)
         need = GB_THROTTLE_MIN_KEYS;
     if (kp->qlen < need)
+        return 0;
+    /* many keys answering 429 is not enough under heavy traffic, where a few
+     * per cent of 429s reach every key within the window: most attempts
+     * must be failing that way too */
+    if ((kp->win_429 + kp->prev_429) * 100 <
+        (kp->win_picks + kp->prev_picks) * GB_THROTTLE_SHARE_PCT)
         return 0;
     /* throttled: the per-minute cooldowns of the window were not the keys'
      * fault; lift them */

@@ -31,8 +31,9 @@
 /* Models tracked with their own cooldowns; later ones share one slot. */
 #define GB_KEYPOOL_MAX_MODELS 32
 /* Pool-wide throttling: 429s from at least this share of the usable keys
- * (and at least GB_THROTTLE_MIN_KEYS keys) within GB_THROTTLE_WINDOW_MS mean
- * the upstream throttles us, not the keys. */
+ * (and at least GB_THROTTLE_MIN_KEYS keys) within GB_THROTTLE_WINDOW_MS, while
+ * 429s are also at least this share of the attempts of the last one or two
+ * windows, mean the upstream throttles us, not the keys. */
 #define GB_THROTTLE_WINDOW_MS 10000
 #define GB_THROTTLE_MIN_KEYS 3
 #define GB_THROTTLE_SHARE_PCT 50

@@ -369,10 +369,12 @@ static void on_done(void *ud, CURLcode result)
             gb_req_error(r, 502, "empty_response", NULL,
                          "the upstream answered with an empty response on every attempt");
         } else if (r->up_stream) {
-            gb_req_set_state(r, GB_REQ_RELAY);
-            r->relaying = 1;
-            gb_req_stream_start(r, r->up_ctype);
-            end_relay(r, result);
+            /* a relayed stream that sent no byte at all: empty, retry */
+            if (gb_upstream_retry(r, "empty stream") == 0)
+                return;
+            r->error = "empty upstream answer";
+            gb_req_error(r, 502, NULL, NULL,
+                         "the upstream answered with an empty stream on every attempt");
         } else {
             gb_req_set_state(r, GB_REQ_RELAY);
             r->ops->on_body(r);
