@@ -91,7 +91,8 @@ valgrind: test-deps
 	@$(MAKE) --no-print-directory BUILD=build-vg OPT="-O1 -g" all
 	@GB_BIN=$(abspath build-vg/gemini-balance) scripts/valgrind.sh
 
-fuzz: test-deps
+fuzz:
+	@scripts/deps.sh fuzz
 	@scripts/fuzz.sh
 
 bench: deps

@@ -8,6 +8,7 @@ want=(make gcc pkg-config libevent-dev libcurl4-openssl-dev libjansson-dev libsq
 case "${1:-build}" in
   test)  want+=(libcmocka-dev nodejs npm curl chromium sqlite3 redis-server) ;;
   bench) want+=(nginx-light wrk curl) ;;
+  fuzz)  want+=(clang libclang-rt-dev) ;;
 esac
 
 missing=()

@@ -28,9 +28,8 @@ static char *fake_getenv(const char *name)
 
 static void test_no_host(void **state)
 {
-    static const char *const bad[] = {"https://",         "http://",          "https:////",
-                                      "http:///",         "https:///v1beta",  "http://?x",
-                                      "https://#frag"};
+    static const char *const bad[] = {"https://",        "http://",   "https:////",   "http:///",
+                                      "https:///v1beta", "http://?x", "https://#frag"};
     char err[512];
 
     (void)state;
