@@ -22,8 +22,8 @@
 #include "core/log.h"
 #include "keypool/keypool.h"
 #include "keypool/keystore.h"
-#include "store/store.h"
 #include "server/worker.h"
+#include "store/store.h"
 
 #define GB_VERSION "0.1.0"
 /* Listen backlog. */
@@ -54,8 +54,7 @@ static int listen_on(const char *host, const char *port)
         return -1;
     }
     for (ai = res; ai != NULL; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    ai->ai_protocol);
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
         if (fd < 0)
             continue;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -258,7 +257,8 @@ int main(int argc, char **argv)
             cfg->base_url);
     if (gb_keypool_size(ctx.pool) == 0)
         gb_warn("no API keys configured: model calls answer 503 until API_KEYS is set in .env");
-    gb_log(GB_LOG_NOTICE, "listening on http://%s:%d", strchr(cfg->host, ':') ? "[::]" : cfg->host, port);
+    gb_log(GB_LOG_NOTICE, "listening on http://%s:%d", strchr(cfg->host, ':') ? "[::]" : cfg->host,
+           port);
 
     while (sigwait(&sigs, &sig) == 0 && sig != SIGINT && sig != SIGTERM) {
         if (sig == SIGHUP)

@@ -198,16 +198,15 @@ static json_t *key_json(const struct gb_key_info *k)
     json_t *cools = json_array();
 
     for (size_t i = 0; i < k->ncool; i++)
-        json_array_append_new(cools, json_pack("{s:s, s:I}", "model", k->cool_model[i],
-                                               "until_ms", (json_int_t)k->cool_until[i]));
+        json_array_append_new(cools, json_pack("{s:s, s:I}", "model", k->cool_model[i], "until_ms",
+                                               (json_int_t)k->cool_until[i]));
     return json_pack("{s:I, s:s, s:s, s:s, s:I, s:s, s:I, s:I, s:I, s:I, s:i, s:I, s:b, s:o}",
-                     "idx", (json_int_t)k->idx, "id", k->id, "hash", k->hash, "state",
-                     state_of(k), "failures", (json_int_t)k->failures, "last_error",
-                     k->last_error, "requests", (json_int_t)k->requests, "successes",
-                     (json_int_t)k->successes, "minute_count", (json_int_t)k->minute_count,
-                     "day_count", (json_int_t)k->day_count, "latency_ms", k->latency_ms,
-                     "last_used_ms", (json_int_t)k->last_used_ms, "from_admin", k->from_admin,
-                     "cooldowns", cools);
+                     "idx", (json_int_t)k->idx, "id", k->id, "hash", k->hash, "state", state_of(k),
+                     "failures", (json_int_t)k->failures, "last_error", k->last_error, "requests",
+                     (json_int_t)k->requests, "successes", (json_int_t)k->successes, "minute_count",
+                     (json_int_t)k->minute_count, "day_count", (json_int_t)k->day_count,
+                     "latency_ms", k->latency_ms, "last_used_ms", (json_int_t)k->last_used_ms,
+                     "from_admin", k->from_admin, "cooldowns", cools);
 }
 
 /* ---- key actions --------------------------------------------------------- */
@@ -222,19 +221,18 @@ static void on_status(struct gb_req *r)
     if (gethostname(host, sizeof host) != 0)
         snprintf(host, sizeof host, "gemini-balance");
     host[sizeof host - 1] = '\0';
-    reply_json(r, 200,
-               json_pack("{s:s, s:I, s:{s:I, s:I, s:I, s:I}, s:b, s:I, s:I, s:s, s:{s:b, s:b, s:I}}",
-                         "version",
-                         ctx->version, "uptime_s",
-                         (json_int_t)((gb_now_ms() - ctx->started_ms) / 1000), "keys", "total",
-                         (json_int_t)st.total, "usable", (json_int_t)st.usable, "cooling",
-                         (json_int_t)st.cooling, "disabled", (json_int_t)st.disabled,
-                         "throttled", st.throttled, "throttle_ms_left",
-                         (json_int_t)st.throttle_ms_left, "store_dropped",
-                         (json_int_t)(ctx->store ? gb_store_dropped(ctx->store) : 0), "instance",
-                         host, "cluster", "enabled", ctx->cluster != NULL, "connected",
-                         gb_cluster_connected(ctx->cluster), "dropped",
-                         (json_int_t)gb_cluster_dropped(ctx->cluster)));
+    reply_json(
+        r, 200,
+        json_pack("{s:s, s:I, s:{s:I, s:I, s:I, s:I}, s:b, s:I, s:I, s:s, s:{s:b, s:b, s:I}}",
+                  "version", ctx->version, "uptime_s",
+                  (json_int_t)((gb_now_ms() - ctx->started_ms) / 1000), "keys", "total",
+                  (json_int_t)st.total, "usable", (json_int_t)st.usable, "cooling",
+                  (json_int_t)st.cooling, "disabled", (json_int_t)st.disabled, "throttled",
+                  st.throttled, "throttle_ms_left", (json_int_t)st.throttle_ms_left,
+                  "store_dropped", (json_int_t)(ctx->store ? gb_store_dropped(ctx->store) : 0),
+                  "instance", host, "cluster", "enabled", ctx->cluster != NULL, "connected",
+                  gb_cluster_connected(ctx->cluster), "dropped",
+                  (json_int_t)gb_cluster_dropped(ctx->cluster)));
 }
 
 /* Adds the store's usage (this hour, today) to each listed key, then answers. */
@@ -246,7 +244,8 @@ static void on_usage(void *ud, json_t *result, const char *err)
     size_t i;
 
     (void)err;
-    json_array_foreach(items, i, it) {
+    json_array_foreach(items, i, it)
+    {
         json_t *u = json_object_get(keys, json_string_value(json_object_get(it, "hash")));
         json_object_set_new(it, "usage",
                             json_pack("{s:I, s:I}", "hour",
@@ -309,7 +308,8 @@ static void on_add_keys(struct gb_req *r, json_t *body)
     } else if (json_is_array(keys)) {
         size_t i;
         json_t *k;
-        json_array_foreach(keys, i, k) {
+        json_array_foreach(keys, i, k)
+        {
             if (json_is_string(k)) {
                 gb_buf_puts(&text, json_string_value(k));
                 gb_buf_puts(&text, "\n");
@@ -366,9 +366,10 @@ static void on_bulk_verify(struct gb_req *r, json_t *body)
     if (json_is_array(ids)) {
         size_t i;
         json_t *id;
-        json_array_foreach(ids, i, id) {
-            if (json_is_integer(id) && gb_keypool_info(pool, (uint32_t)json_integer_value(id),
-                                                       &k) == 0 &&
+        json_array_foreach(ids, i, id)
+        {
+            if (json_is_integer(id) &&
+                gb_keypool_info(pool, (uint32_t)json_integer_value(id), &k) == 0 &&
                 gb_probe_key(r->w, k.idx, NULL, NULL) == 0)
                 started++;
         }
@@ -451,8 +452,8 @@ static void on_export(struct gb_req *r)
     for (size_t i = 0; i < slots; i++) {
         if (gb_keypool_info(pool, (uint32_t)i, &k) < 0)
             continue;
-        json_array_append_new(keys, json_string(gb_keypool_key(pool, (uint32_t)i, key,
-                                                               sizeof key)));
+        json_array_append_new(keys,
+                              json_string(gb_keypool_key(pool, (uint32_t)i, key, sizeof key)));
     }
     memset(key, 0, sizeof key);
     gb_warn("admin: the full key list was exported");
@@ -510,10 +511,9 @@ static void on_metrics(struct gb_req *r)
     struct gb_keypool_stats st;
     struct gb_metrics_keys mk;
     size_t len = 0, tlen = 0;
-    const char *tok =
-        gb_auth_extract(evhttp_find_header(evhttp_request_get_input_headers(r->ev),
-                                           "Authorization"),
-                        NULL, NULL, &tlen);
+    const char *tok = gb_auth_extract(
+        evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Authorization"), NULL, NULL,
+        &tlen);
     char *text;
 
     if (need != NULL && !(tok && gb_auth_equal(tok, tlen, need, strlen(need))) && !is_admin(r)) {

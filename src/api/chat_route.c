@@ -3,12 +3,12 @@
  * send through the attempt loop (upstream.h), translate the answer back.
  */
 #include <event2/buffer.h>
-#include <openssl/evp.h>
-#include <strings.h>
 #include <event2/http.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "api/openai_chat.h"
@@ -126,9 +126,9 @@ static int stream_error(struct gb_req *r, json_t *err)
 {
     const char *msg = json_string_value(json_object_get(err, "message"));
     json_t *code = json_object_get(err, "code");
-    json_t *e = json_pack("{s:{s:s, s:s, s:n, s:O?}}", "error", "message",
-                          msg ? msg : "upstream error", "type", "server_error", "param", "code",
-                          code);
+    json_t *e =
+        json_pack("{s:{s:s, s:s, s:n, s:O?}}", "error", "message", msg ? msg : "upstream error",
+                  "type", "server_error", "param", "code", code);
     char *s = e ? json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 
     if (s != NULL)
@@ -274,9 +274,10 @@ static void on_fetch_done(void *ud, CURLcode result)
     r->easy = NULL;
     r->xfer.easy = NULL;
     if (result != CURLE_OK) {
-        fetch_failed(r, url, result == CURLE_WRITE_ERROR || result == CURLE_FILESIZE_EXCEEDED
-                                 ? "the image is larger than IMAGE_FETCH_MAX_BYTES"
-                                 : curl_easy_strerror(result));
+        fetch_failed(r, url,
+                     result == CURLE_WRITE_ERROR || result == CURLE_FILESIZE_EXCEEDED
+                         ? "the image is larger than IMAGE_FETCH_MAX_BYTES"
+                         : curl_easy_strerror(result));
         return;
     }
     if (status < 200 || status > 299) {
@@ -320,8 +321,9 @@ static void fetch_next(struct gb_req *r)
     part = r->fetch_parts[r->fetch_i];
     url = json_string_value(json_object_get(part, GB_CHAT_FETCH_KEY));
     if (cfg->image_fetch_max_bytes == 0) {
-        fetch_failed(r, url ? url : "", "downloading images is off (IMAGE_FETCH_MAX_BYTES=0); "
-                                        "send a data: URL");
+        fetch_failed(r, url ? url : "",
+                     "downloading images is off (IMAGE_FETCH_MAX_BYTES=0); "
+                     "send a data: URL");
         return;
     }
     gb_buf_release(&r->up_body);

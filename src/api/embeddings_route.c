@@ -17,8 +17,8 @@
 
 static int start_batch(struct gb_req *r)
 {
-    json_t *body = gb_embeddings_batch(r->oai, &r->embed, r->embed_from,
-                                       r->embed_from + GB_EMBED_BATCH_MAX);
+    json_t *body =
+        gb_embeddings_batch(r->oai, &r->embed, r->embed_from, r->embed_from + GB_EMBED_BATCH_MAX);
     const char *base = gb_cfg(r->w->ctx)->base_url;
     struct gb_buf u;
 
@@ -70,8 +70,7 @@ static void on_body(struct gb_req *r)
     }
     json_t *resp = gb_embeddings_response(r->acc, r->embed.client_model, r->embed_tokens);
     r->acc = NULL;
-    s = resp ? json_dumps(resp, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9))
-             : NULL;
+    s = resp ? json_dumps(resp, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9)) : NULL;
     json_decref(resp);
     if (s == NULL) {
         gb_req_error(r, 500, "internal_error", NULL, "out of memory");
@@ -96,7 +95,7 @@ void gb_route_embeddings(struct gb_req *r)
     r->oai = len ? json_loadb(body, len, 0, &jerr) : NULL;
     if (!json_is_object(r->oai)) {
         gb_req_error(r, 400, "invalid_json", NULL,
-                     len == 0 ? "the request body is empty: expected a JSON object"
+                     len == 0         ? "the request body is empty: expected a JSON object"
                      : r->oai == NULL ? "invalid JSON body: %s"
                                       : "the request body must be a JSON object",
                      r->oai == NULL && len ? jerr.text : "");

@@ -111,8 +111,8 @@ static void on_body(struct gb_req *r)
     }
     scan_usage(r, r->up_body.data, r->up_body.len);
     gb_req_reply(r, (int)r->up_status,
-                 r->up_ctype[0] ? r->up_ctype : "application/json; charset=UTF-8",
-                 r->up_body.data, r->up_body.len);
+                 r->up_ctype[0] ? r->up_ctype : "application/json; charset=UTF-8", r->up_body.data,
+                 r->up_body.len);
 }
 
 static const struct gb_route_ops native_ops = {on_body, NULL, NULL, scan_usage};

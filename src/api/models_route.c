@@ -63,7 +63,8 @@ static void answer(struct gb_req *r, const char *json, size_t len)
         return;
     }
     list = json_loadb(json, len, 0, NULL);
-    json_array_foreach(json_object_get(list, "data"), i, m) {
+    json_array_foreach(json_object_get(list, "data"), i, m)
+    {
         const char *id = json_string_value(json_object_get(m, "id"));
         if (id != NULL && strcmp(id, r->route_arg) == 0) {
             s = json_dumps(m, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -74,8 +75,7 @@ static void answer(struct gb_req *r, const char *json, size_t len)
         }
     }
     json_decref(list);
-    gb_req_error(r, 404, "model_not_found", "model", "the model '%s' does not exist",
-                 r->route_arg);
+    gb_req_error(r, 404, "model_not_found", "model", "the model '%s' does not exist", r->route_arg);
 }
 
 static int page_url(struct gb_req *r, const char *token)

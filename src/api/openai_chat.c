@@ -34,8 +34,8 @@
 #include <strings.h>
 
 #include "api/schema.h"
-#include "core/jsonw.h"
 #include "core/err.h"
+#include "core/jsonw.h"
 
 /* Largest text we assemble in one piece (joined system prompt, one choice's
  * content, one tool result), in bytes.  Request bodies are bounded by the
@@ -1524,16 +1524,18 @@ static int stream_choice(struct gb_chat_stream *s, int idx, struct cand *c, cons
         rc = rc ? rc : gb_jsonw_string(out, c->text.data, c->text.len);
     }
     if (c->thoughts.len > 0) {
-        rc = rc ? rc : gb_buf_puts(out, first || c->text.len > 0 ? ",\"reasoning_content\":"
-                                                                 : "\"reasoning_content\":");
+        rc = rc ? rc
+                : gb_buf_puts(out, first || c->text.len > 0 ? ",\"reasoning_content\":"
+                                                            : "\"reasoning_content\":");
         rc = rc ? rc : gb_jsonw_string(out, c->thoughts.data, c->thoughts.len);
     }
     if (ntools > 0) {
         char *tools = json_dumps(c->tool_calls, JSON_COMPACT | JSON_PRESERVE_ORDER);
         rc = rc ? rc : tools ? 0 : GB_ENOMEM;
-        rc = rc ? rc : gb_buf_puts(out, first || c->text.len > 0 || c->thoughts.len > 0
-                                             ? ",\"tool_calls\":"
-                                             : "\"tool_calls\":");
+        rc = rc ? rc
+                : gb_buf_puts(out, first || c->text.len > 0 || c->thoughts.len > 0
+                                       ? ",\"tool_calls\":"
+                                       : "\"tool_calls\":");
         rc = rc ? rc : gb_buf_puts(out, tools);
         free(tools);
     }

@@ -17,7 +17,7 @@
  * again; models that is NULL or not an array gives an empty list.
  * Returns a new reference, NULL only on out-of-memory.
  */
-json_t *gb_models_to_openai(const json_t *models, const char *const *search_models,
-                            size_t n_search, long long created);
+json_t *gb_models_to_openai(const json_t *models, const char *const *search_models, size_t n_search,
+                            long long created);
 
 #endif

@@ -38,8 +38,8 @@ struct cfg_row {
     const char *name;
     const char *alias; /* older name also accepted, or NULL */
     enum cfg_type type;
-    size_t offset;     /* into struct gb_config */
-    const char *def;   /* default as text ("" = unset) */
+    size_t offset;      /* into struct gb_config */
+    const char *def;    /* default as text ("" = unset) */
     long long min, max; /* bounds for T_LONG / T_BYTES */
     const char *help;
 };
@@ -82,8 +82,8 @@ static const struct cfg_row rows[] = {
      "Gemini safetySettings sent with chat requests (JSON array)"},
     {"ALLOWED_ORIGINS", NULL, T_LIST, F(allowed_origins), "*", 0, 0,
      "CORS origins allowed (* for any)"},
-    {"MAX_REQUEST_BYTES", NULL, T_BYTES, F(max_request_bytes), "33554432", 1024,
-     (long long)1 << 40, "largest request body accepted, in bytes"},
+    {"MAX_REQUEST_BYTES", NULL, T_BYTES, F(max_request_bytes), "33554432", 1024, (long long)1 << 40,
+     "largest request body accepted, in bytes"},
     {"PROXY", NULL, T_STR, F(proxy), "", 0, 0,
      "upstream proxy URL (http://, https://, socks5://); empty: none"},
     {"SHOW_THINKING_PROCESS", NULL, T_BOOL, F(show_thinking), "true", 0, 0,
@@ -91,8 +91,8 @@ static const struct cfg_row rows[] = {
     {"THINKING_BUDGET_MAP", NULL, T_JSON_OBJECT, F(thinking_budget_map), "{}", 0, 0,
      "default thinking budget per model when the client sets no reasoning_effort: "
      "{\"gemini-2.5-flash\":1024}"},
-    {"IMAGE_FETCH_MAX_BYTES", NULL, T_LONG, F(image_fetch_max_bytes), "20971520", 0,
-     1073741824, "largest image the gateway downloads for an image_url (0: never download)"},
+    {"IMAGE_FETCH_MAX_BYTES", NULL, T_LONG, F(image_fetch_max_bytes), "20971520", 0, 1073741824,
+     "largest image the gateway downloads for an image_url (0: never download)"},
     {"CLIENT_TIMEOUT", NULL, T_LONG, F(client_timeout_s), "60", 1, 3600,
      "seconds a client may take to send its request, and an idle keep-alive connection lives"},
     {"STREAM_IDLE_TIMEOUT", NULL, T_LONG, F(stream_idle_timeout_s), "120", 0, 86400,
@@ -121,8 +121,7 @@ static const struct cfg_row rows[] = {
      "directory of the SQLite database (key health, logs, usage)"},
     {"REQUEST_LOG_DAYS", NULL, T_LONG, F(request_log_days), "30", 1, 3650,
      "days the request log is kept"},
-    {"ERROR_LOG_DAYS", NULL, T_LONG, F(error_log_days), "7", 1, 3650,
-     "days the error log is kept"},
+    {"ERROR_LOG_DAYS", NULL, T_LONG, F(error_log_days), "7", 1, 3650, "days the error log is kept"},
     {"METRICS_TOKEN", NULL, T_STR, F(metrics_token), "", 0, 0,
      "token required for /metrics (empty: open; the admin token always works)"},
     {"REDIS_URL", NULL, T_STR, F(redis_url), "", 0, 0,
@@ -198,7 +197,8 @@ int gb_strlist_parse(const char *s, struct gb_strlist *out)
             json_decref(arr);
             return GB_EPARSE;
         }
-        json_array_foreach(arr, i, it) {
+        json_array_foreach(arr, i, it)
+        {
             if (!json_is_string(it)) {
                 rc = GB_EPARSE;
                 break;
@@ -497,8 +497,8 @@ static int finish(struct gb_config *c, char *err, size_t errlen)
     }
     if (c->auth_token == NULL && (c->auth_token = strdup(c->allowed_tokens.v[0])) == NULL)
         return GB_ENOMEM;
-    if (c->base_url == NULL || (strncmp(c->base_url, "http://", 7) != 0 &&
-                                strncmp(c->base_url, "https://", 8) != 0)) {
+    if (c->base_url == NULL ||
+        (strncmp(c->base_url, "http://", 7) != 0 && strncmp(c->base_url, "https://", 8) != 0)) {
         snprintf(err, errlen, "BASE_URL: expected an http:// or https:// URL");
         return GB_EINVAL;
     }
@@ -517,7 +517,8 @@ static int finish(struct gb_config *c, char *err, size_t errlen)
     {
         const char *m;
         json_t *b;
-        json_object_foreach(c->thinking_budget_map, m, b) {
+        json_object_foreach(c->thinking_budget_map, m, b)
+        {
             if (!json_is_integer(b) || json_integer_value(b) < -1) {
                 snprintf(err, errlen,
                          "THINKING_BUDGET_MAP: expected integer budgets (tokens, -1 = dynamic), "
@@ -543,8 +544,8 @@ static int finish(struct gb_config *c, char *err, size_t errlen)
     return 0;
 }
 
-struct gb_config *gb_config_load(const char *env_file, char *(*getenv_fn)(const char *),
-                                 char *err, size_t errlen)
+struct gb_config *gb_config_load(const char *env_file, char *(*getenv_fn)(const char *), char *err,
+                                 size_t errlen)
 {
     struct dotenv d = {0};
     struct gb_config *c = calloc(1, sizeof *c);
@@ -606,7 +607,7 @@ void gb_config_write_help(FILE *f)
         const char *def = rows[i].def;
         if (rows[i].type == T_JSON_ARRAY || rows[i].type == T_JSON_OBJECT)
             def = "(see .env.example)";
-        fprintf(f, "  %-30s %s%s%s%s\n", rows[i].name, rows[i].help, *def ? " [default: " : "",
-                def, *def ? "]" : "");
+        fprintf(f, "  %-30s %s%s%s%s\n", rows[i].name, rows[i].help, *def ? " [default: " : "", def,
+                *def ? "]" : "");
     }
 }

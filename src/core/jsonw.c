@@ -22,13 +22,27 @@ int gb_jsonw_string(struct gb_buf *b, const char *s, size_t n)
             continue;
         esc[0] = '\\';
         switch (c) {
-        case '"': esc[1] = '"'; break;
-        case '\\': esc[1] = '\\'; break;
-        case '\b': esc[1] = 'b'; break;
-        case '\f': esc[1] = 'f'; break;
-        case '\n': esc[1] = 'n'; break;
-        case '\r': esc[1] = 'r'; break;
-        case '\t': esc[1] = 't'; break;
+        case '"':
+            esc[1] = '"';
+            break;
+        case '\\':
+            esc[1] = '\\';
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
         default:
             memcpy(esc + 1, "u00", 3);
             esc[4] = hex[c >> 4];
@@ -109,7 +123,8 @@ int gb_jsonw_value(struct gb_buf *b, const json_t *v)
         json_t *val;
         int first = 1;
         rc = gb_buf_append(b, "{", 1);
-        json_object_foreach((json_t *)v, key, val) {
+        json_object_foreach((json_t *)v, key, val)
+        {
             if (rc == 0 && !first)
                 rc = gb_buf_append(b, ",", 1);
             first = 0;
@@ -126,7 +141,8 @@ int gb_jsonw_value(struct gb_buf *b, const json_t *v)
         size_t i;
         json_t *val;
         rc = gb_buf_append(b, "[", 1);
-        json_array_foreach(v, i, val) {
+        json_array_foreach(v, i, val)
+        {
             if (rc == 0 && i > 0)
                 rc = gb_buf_append(b, ",", 1);
             if (rc == 0)

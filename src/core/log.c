@@ -126,9 +126,9 @@ void gb_log_request(const struct gb_log_access *a)
         return;
     timestamp(ts, sizeof ts);
     if (log_json) {
-        len = (size_t)snprintf(line, sizeof line,
-                               "{\"ts\":\"%s\",\"level\":\"info\",\"msg\":\"request\",\"method\":\"",
-                               ts);
+        len = (size_t)snprintf(
+            line, sizeof line,
+            "{\"ts\":\"%s\",\"level\":\"info\",\"msg\":\"request\",\"method\":\"", ts);
         json_escape(line, &len, sizeof line - 256, a->method);
         memcpy(line + len, "\",\"path\":\"", 10);
         len += 10;
@@ -154,8 +154,8 @@ void gb_log_request(const struct gb_log_access *a)
         line[len++] = '}';
     } else {
         n = snprintf(line, sizeof line - 1,
-                     "%s info  %s %s model=%s status=%d attempts=%d latency_ms=%.2f key=%s%s%s",
-                     ts, a->method, a->path, a->model ? a->model : "-", a->status, a->attempts,
+                     "%s info  %s %s model=%s status=%d attempts=%d latency_ms=%.2f key=%s%s%s", ts,
+                     a->method, a->path, a->model ? a->model : "-", a->status, a->attempts,
                      a->latency_ms, a->key_id ? a->key_id : "-", a->error ? " error=" : "",
                      a->error ? a->error : "");
         len = (size_t)n < sizeof line - 1 ? (size_t)n : sizeof line - 2;

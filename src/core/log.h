@@ -40,10 +40,10 @@ void gb_log(enum gb_log_level level, const char *fmt, ...) __attribute__((format
 /* One line per finished request: the access log. */
 struct gb_log_access {
     const char *method;
-    const char *path;   /* without the query string */
-    const char *model;  /* NULL when none */
+    const char *path;  /* without the query string */
+    const char *model; /* NULL when none */
     int status;
-    int attempts;       /* upstream attempts made */
+    int attempts; /* upstream attempts made */
     double latency_ms;
     const char *key_id; /* masked id of the last key used, NULL when none */
     const char *error;  /* short reason when status >= 400, or NULL */

@@ -14,12 +14,12 @@
 #include "keypool/keypool.h"
 
 #include <ctype.h>
+#include <openssl/sha.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <openssl/sha.h>
 #include <time.h>
 
 #include "core/err.h"
@@ -207,24 +207,24 @@ static struct heap_ent heap_pop(struct heap *h)
 #define GB_KEY_SHA_LEN 65
 
 struct key {
-    char *key;          /* the secret; one block with id and sha, kept until gb_keypool_free */
-    char *id;           /* "#<slot>...<last4>", in key's block: stable even when keys[] moves */
-    char *sha;          /* hex SHA-256 of the key, in key's block (same) */
+    char *key; /* the secret; one block with id and sha, kept until gb_keypool_free */
+    char *id;  /* "#<slot>...<last4>", in key's block: stable even when keys[] moves */
+    char *sha; /* hex SHA-256 of the key, in key's block (same) */
     uint64_t hash;
     int disabled, deleted, from_admin;
     long failures;
     char last_error[160];
-    int64_t key_until;  /* key-level cooldown (wall ms), 0 = none */
+    int64_t key_until; /* key-level cooldown (wall ms), 0 = none */
     int64_t minute_start, day_start, day_end, minute_count, day_count;
     int64_t requests, successes, last_used;
-    int64_t last429;    /* when this key entered the 429 window, 0 = not in it */
+    int64_t last429; /* when this key entered the 429 window, 0 = not in it */
     int latency_ms;
 };
 
 struct model_slot {
     char name[GB_MODEL_NAME_LEN];
     struct bits blocked;
-    int64_t *until;     /* per key, lazily allocated; 0 = not cooling */
+    int64_t *until; /* per key, lazily allocated; 0 = not cooling */
     size_t until_cap;
     struct heap heap;
     size_t cursor;
@@ -243,12 +243,12 @@ struct gb_keypool {
     struct key *keys;
     size_t n, cap, live;
     size_t ndisabled; /* disabled among the live keys */
-    uint32_t *table;    /* open addressing: slot + 1, 0 = empty */
+    uint32_t *table;  /* open addressing: slot + 1, 0 = empty */
     size_t tcap;
     struct model_slot models[GB_KEYPOOL_MAX_MODELS + 1];
     size_t nmodels;
-    struct heap kheap;  /* key-level cooldowns */
-    struct recent *q;   /* 429s in the throttle window, first per key, oldest first */
+    struct heap kheap; /* key-level cooldowns */
+    struct recent *q;  /* 429s in the throttle window, first per key, oldest first */
     size_t qhead, qlen, qcap;
     int64_t throttle_until, throttle_ms, throttle_ended;
     /* picks and 429s in the current and the previous throttle window */
@@ -718,8 +718,8 @@ static int64_t soonest(struct gb_keypool *kp, int m, int64_t now)
     return t == INT64_MAX ? GB_KEY_ALL_DISABLED_RETRY_MS : (t - now > 0 ? t - now : 1);
 }
 
-int gb_keypool_pick(struct gb_keypool *kp, const char *model, const uint32_t *tried,
-                    size_t ntried, uint32_t *idx, int64_t *retry_after_ms)
+int gb_keypool_pick(struct gb_keypool *kp, const char *model, const uint32_t *tried, size_t ntried,
+                    uint32_t *idx, int64_t *retry_after_ms)
 {
     int64_t now;
     size_t i, fallback;
@@ -907,8 +907,8 @@ static int detect_throttle(struct gb_keypool *kp, uint32_t k, int m, int64_t now
         refresh_all(kp, x->key, now);
     }
     if (kp->throttle_ended != 0 && now - kp->throttle_ended < 2 * kp->throttle_ms)
-        kp->throttle_ms = kp->throttle_ms * 2 > GB_THROTTLE_MAX_MS ? GB_THROTTLE_MAX_MS
-                                                                   : kp->throttle_ms * 2;
+        kp->throttle_ms =
+            kp->throttle_ms * 2 > GB_THROTTLE_MAX_MS ? GB_THROTTLE_MAX_MS : kp->throttle_ms * 2;
     else
         kp->throttle_ms = GB_THROTTLE_FIRST_MS;
     kp->throttle_until = now + kp->throttle_ms;
@@ -926,8 +926,8 @@ static int64_t limited_until(struct gb_keypool *kp, const struct gb_key_report *
     if (rep != NULL && rep->per_day)
         return gb_keypool_pacific_midnight_after(now);
     if (rep != NULL && rep->cooldown_ms > 0) {
-        int64_t c = rep->cooldown_ms > GB_KEY_MAX_COOLDOWN_MS ? GB_KEY_MAX_COOLDOWN_MS
-                                                              : rep->cooldown_ms;
+        int64_t c =
+            rep->cooldown_ms > GB_KEY_MAX_COOLDOWN_MS ? GB_KEY_MAX_COOLDOWN_MS : rep->cooldown_ms;
         return now + c;
     }
     /* no retry delay: a per-minute limit frees up at the next minute */
@@ -962,8 +962,8 @@ void gb_keypool_report(struct gb_keypool *kp, uint32_t idx, const char *model,
         k->failures = 0;
         k->successes++;
         if (rep != NULL && rep->latency_ms > 0)
-            k->latency_ms = k->latency_ms ? (k->latency_ms * 7 + rep->latency_ms) / 8
-                                          : rep->latency_ms;
+            k->latency_ms =
+                k->latency_ms ? (k->latency_ms * 7 + rep->latency_ms) / 8 : rep->latency_ms;
         break;
     case GB_KEY_FAILED:
         k->failures++;
@@ -1002,7 +1002,7 @@ void gb_keypool_report(struct gb_keypool *kp, uint32_t idx, const char *model,
         gb_warn("key %s disabled after %ld consecutive failures", id, failures);
     else if (outcome == GB_KEY_LIMITED && until != 0 && !throttled)
         gb_debug("key %s cooling down for %s for %lld ms", id,
-                model && *model ? model : "all models", (long long)(until - now));
+                 model && *model ? model : "all models", (long long)(until - now));
     if (changed && on_change != NULL)
         on_change(ud, &snap);
 }
@@ -1276,8 +1276,7 @@ void gb_keypool_apply_remote(struct gb_keypool *kp, const struct gb_key_remote *
     mark_disabled(kp, idx, rs->disabled);
     kp->keys[idx].failures = rs->failures;
     if (rs->last_error != NULL)
-        snprintf(kp->keys[idx].last_error, sizeof kp->keys[idx].last_error, "%s",
-                 rs->last_error);
+        snprintf(kp->keys[idx].last_error, sizeof kp->keys[idx].last_error, "%s", rs->last_error);
     if (!rs->disabled && rs->ncool == 0) {
         /* enabled by hand elsewhere: cooldowns were cleared there */
         kp->keys[idx].key_until = 0;

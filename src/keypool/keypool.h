@@ -68,13 +68,13 @@ struct gb_key_report {
  * pool's lock held, on the reporting thread. */
 struct gb_key_snapshot {
     uint32_t idx;
-    const char *key;        /* borrowed for the call */
-    const char *id;         /* masked id */
-    const char *hash;       /* hex SHA-256 of the key */
+    const char *key;  /* borrowed for the call */
+    const char *id;   /* masked id */
+    const char *hash; /* hex SHA-256 of the key */
     int disabled, deleted, from_admin;
     long failures;
     const char *last_error;
-    size_t ncool;           /* cooldowns still running */
+    size_t ncool;                                      /* cooldowns still running */
     const char *cool_model[GB_KEYPOOL_MAX_MODELS + 1]; /* "" = every model */
     int64_t cool_until[GB_KEYPOOL_MAX_MODELS + 1];     /* wall clock, ms */
 };
@@ -86,13 +86,13 @@ typedef void (*gb_keypool_pick_cb)(void *ud, uint32_t idx, const char *hash, int
                                    int64_t day_start);
 
 struct gb_keypool_opts {
-    long max_failures;              /* >= 1 */
+    long max_failures; /* >= 1 */
     enum gb_key_strategy strategy;
     long rpm_limit, rpd_limit;      /* per key, 0 = off */
     int64_t (*now_ms)(void);        /* wall clock in ms; NULL = the real one (tests inject) */
     gb_keypool_change_cb on_change; /* may be NULL */
     void *ud;
-    gb_keypool_pick_cb on_pick;     /* may be NULL */
+    gb_keypool_pick_cb on_pick; /* may be NULL */
     void *pick_ud;
 };
 
@@ -139,8 +139,8 @@ size_t gb_keypool_slots(struct gb_keypool *kp);
  * pool-wide throttle is on.  On GB_EBUSY/GB_EAGAIN *retry_after_ms says when
  * to come back.
  */
-int gb_keypool_pick(struct gb_keypool *kp, const char *model, const uint32_t *tried,
-                    size_t ntried, uint32_t *idx, int64_t *retry_after_ms);
+int gb_keypool_pick(struct gb_keypool *kp, const char *model, const uint32_t *tried, size_t ntried,
+                    uint32_t *idx, int64_t *retry_after_ms);
 
 /* Copies the key string at idx into out (outlen bytes; keys longer than
  * that are cut).  Returns out. */
@@ -212,8 +212,8 @@ void gb_keypool_restore(struct gb_keypool *kp, uint32_t idx, int disabled, long 
 
 /* State learned from another instance (through Redis). */
 struct gb_key_remote {
-    const char *hash;       /* which key (hex SHA-256) */
-    const char *secret;     /* the key itself, for a key another instance added; or NULL */
+    const char *hash;   /* which key (hex SHA-256) */
+    const char *secret; /* the key itself, for a key another instance added; or NULL */
     int deleted, disabled;
     long failures;
     const char *last_error; /* or NULL */

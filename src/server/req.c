@@ -41,32 +41,50 @@ const char *gb_req_state_name(enum gb_req_state s)
 void gb_req__set_state(struct gb_req *r, enum gb_req_state s, const char *file, int line)
 {
     if (gb_log_enabled(GB_LOG_DEBUG))
-        gb_debug("req %p: %s -> %s (%s:%d)", (void *)r, state_names[r->state], state_names[s],
-                 file, line);
+        gb_debug("req %p: %s -> %s (%s:%d)", (void *)r, state_names[r->state], state_names[s], file,
+                 line);
     r->state = s;
 }
 
 static const char *reason_phrase(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 302: return "Found";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Payload Too Large";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return status < 400 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+    case 200:
+        return "OK";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 302:
+        return "Found";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Payload Too Large";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return status < 400 ? "OK" : status < 500 ? "Client Error" : "Server Error";
     }
 }
 
@@ -82,8 +100,8 @@ static void unhook_client(struct gb_req *r)
         evhttp_connection_set_closecb(r->evcon, NULL, NULL);
 }
 
-static const char *const route_names[] = {"chat", "embeddings", "models", "native", "admin",
-                                          "other"};
+static const char *const route_names[] = {"chat",   "embeddings", "models",
+                                          "native", "admin",      "other"};
 
 /* Metrics and the request log for a finished request. */
 static void record(struct gb_req *r)
@@ -220,9 +238,8 @@ int gb_req_watch_client(struct gb_req *r)
 void gb_req_add_cors(struct gb_req *r, struct evkeyvalq *headers)
 {
     const struct gb_strlist *allowed = &gb_cfg(r->w->ctx)->allowed_origins;
-    const char *origin = r->ev ? evhttp_find_header(evhttp_request_get_input_headers(r->ev),
-                                                    "Origin")
-                               : NULL;
+    const char *origin =
+        r->ev ? evhttp_find_header(evhttp_request_get_input_headers(r->ev), "Origin") : NULL;
 
     if (gb_strlist_has(allowed, "*")) {
         evhttp_add_header(headers, "Access-Control-Allow-Origin", "*");
@@ -261,26 +278,43 @@ void gb_req_reply(struct gb_req *r, int status, const char *ctype, const char *b
 static const char *openai_error_type(int status)
 {
     switch (status) {
-    case 400: case 404: case 413: return "invalid_request_error";
-    case 401: return "authentication_error";
-    case 403: return "permission_error";
-    case 429: return "rate_limit_error";
-    default: return status >= 500 ? "server_error" : "invalid_request_error";
+    case 400:
+    case 404:
+    case 413:
+        return "invalid_request_error";
+    case 401:
+        return "authentication_error";
+    case 403:
+        return "permission_error";
+    case 429:
+        return "rate_limit_error";
+    default:
+        return status >= 500 ? "server_error" : "invalid_request_error";
     }
 }
 
 static const char *google_status(int status)
 {
     switch (status) {
-    case 400: case 413: return "INVALID_ARGUMENT";
-    case 401: return "UNAUTHENTICATED";
-    case 403: return "PERMISSION_DENIED";
-    case 404: return "NOT_FOUND";
-    case 429: return "RESOURCE_EXHAUSTED";
-    case 501: return "UNIMPLEMENTED";
-    case 503: return "UNAVAILABLE";
-    case 504: return "DEADLINE_EXCEEDED";
-    default: return status >= 500 ? "INTERNAL" : "FAILED_PRECONDITION";
+    case 400:
+    case 413:
+        return "INVALID_ARGUMENT";
+    case 401:
+        return "UNAUTHENTICATED";
+    case 403:
+        return "PERMISSION_DENIED";
+    case 404:
+        return "NOT_FOUND";
+    case 429:
+        return "RESOURCE_EXHAUSTED";
+    case 501:
+        return "UNIMPLEMENTED";
+    case 503:
+        return "UNAVAILABLE";
+    case 504:
+        return "DEADLINE_EXCEEDED";
+    default:
+        return status >= 500 ? "INTERNAL" : "FAILED_PRECONDITION";
     }
 }
 
@@ -313,8 +347,8 @@ void gb_req_error(struct gb_req *r, int status, const char *code, const char *pa
         err = json_pack("{s:i, s:s, s:s}", "code", status, "message", msg, "status",
                         code ? code : google_status(status));
     } else {
-        err = json_pack("{s:s, s:s, s:s?, s:s?}", "message", msg, "type",
-                        openai_error_type(status), "param", param, "code", code);
+        err = json_pack("{s:s, s:s, s:s?, s:s?}", "message", msg, "type", openai_error_type(status),
+                        "param", param, "code", code);
     }
     root = json_pack("{s:o}", "error", err);
     body = root ? json_dumps(root, JSON_PRESERVE_ORDER | JSON_COMPACT) : NULL;

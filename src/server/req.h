@@ -74,7 +74,7 @@ struct gb_req {
     struct evhttp_request *ev;       /* NULL once handed back to evhttp or freed */
     struct evhttp_connection *evcon; /* NULL once the client is gone */
     enum gb_api api;
-    int route;              /* enum gb_metric_route, for metrics and the request log */
+    int route; /* enum gb_metric_route, for metrics and the request log */
     const struct gb_route_ops *ops;
     char method[8];
     char path[GB_PATH_MAX]; /* normalised, without the query */
@@ -84,33 +84,33 @@ struct gb_req {
     /* --- state --- */
     enum gb_req_state state;
     int client_gone;
-    int reply_started; /* streamed reply headers sent */
-    int relaying;      /* the upstream's 2xx answer began to flow to the client */
-    int client_stream; /* the client asked for a stream (OpenAI: keep-alives apply) */
+    int reply_started;       /* streamed reply headers sent */
+    int relaying;            /* the upstream's 2xx answer began to flow to the client */
+    int client_stream;       /* the client asked for a stream (OpenAI: keep-alives apply) */
     struct event *keepalive; /* owned: SSE comment timer while the stream is silent */
-    int status;        /* status sent to the client */
-    const char *error; /* short reason for the access log (static string) */
-    struct event *hup; /* owned: watches the client socket while we wait */
+    int status;              /* status sent to the client */
+    const char *error;       /* short reason for the access log (static string) */
+    struct event *hup;       /* owned: watches the client socket while we wait */
 
     /* --- upstream attempt --- */
-    char *up_url;          /* owned */
-    char *up_payload;      /* request body sent upstream, NULL for GET; owned unless
-                              up_payload_borrowed (then it is ev's input buffer) */
+    char *up_url;     /* owned */
+    char *up_payload; /* request body sent upstream, NULL for GET; owned unless
+                         up_payload_borrowed (then it is ev's input buffer) */
     size_t up_payload_len;
     int up_payload_borrowed;
-    int up_stream;         /* 1: SSE expected */
-    CURL *easy;            /* owned while an attempt runs */
+    int up_stream;                 /* 1: SSE expected */
+    CURL *easy;                    /* owned while an attempt runs */
     struct curl_slist *up_headers; /* owned */
     struct gb_curlev_xfer xfer;
-    long up_status;        /* of the current attempt, 0 until known */
+    long up_status;              /* of the current attempt, 0 until known */
     char up_ctype[GB_CTYPE_MAX]; /* upstream Content-Type of the current attempt */
     int64_t up_retry_after_ms;
     struct gb_buf up_body; /* owned: answer or error body of the current attempt */
     int paused;            /* upstream read paused for a slow client */
     uint32_t tried[GB_REQ_MAX_TRIED];
     size_t ntried;
-    int attempts;          /* all attempts of this request (for the log) */
-    int round_attempts;    /* attempts of the current upstream request (retry budget) */
+    int attempts;       /* all attempts of this request (for the log) */
+    int round_attempts; /* attempts of the current upstream request (retry budget) */
     uint32_t key_idx;
     int has_key;
     const char *pool_model; /* model the key pool tracks cooldowns for (borrowed from this
@@ -122,21 +122,21 @@ struct gb_req {
 
     /* --- route data --- */
     int prompt_tokens, completion_tokens, total_tokens; /* from usageMetadata, 0 unknown */
-    int64_t ttfb_us;       /* first byte of the answer sent, 0 = none */
+    int64_t ttfb_us;                   /* first byte of the answer sent, 0 = none */
     char model[GB_MODEL_NAME_MAX + 1]; /* for the access log */
-    json_t *oai;           /* owned: parsed client body */
+    json_t *oai;                       /* owned: parsed client body */
     struct gb_chat_req chat;
     struct gb_chat_stream cs;
     int cs_init;
-    struct gb_buf out;     /* owned: client output waiting to be sent */
-    json_t *acc;           /* owned: route accumulator (models pages, chat body) */
+    struct gb_buf out; /* owned: client output waiting to be sent */
+    json_t *acc;       /* owned: route accumulator (models pages, chat body) */
     struct gb_embed_req embed;
-    size_t embed_from;     /* first input of the current batch */
+    size_t embed_from; /* first input of the current batch */
     json_int_t embed_tokens;
-    json_t **fetch_parts;  /* owned array of borrowed parts: images to download */
+    json_t **fetch_parts; /* owned array of borrowed parts: images to download */
     size_t nfetch, fetch_i;
     int pages;
-    int stream_error_sent; /* an error event already ended the stream */
+    int stream_error_sent;                 /* an error event already ended the stream */
     char route_arg[GB_MODEL_NAME_MAX + 1]; /* e.g. the model id of GET /models/{id} */
 };
 

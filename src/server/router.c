@@ -58,15 +58,24 @@ int gb_router_normalize(const char *uri, char *out, size_t outlen)
 static const char *method_name(enum evhttp_cmd_type t)
 {
     switch (t) {
-    case EVHTTP_REQ_GET: return "GET";
-    case EVHTTP_REQ_POST: return "POST";
-    case EVHTTP_REQ_HEAD: return "HEAD";
-    case EVHTTP_REQ_PUT: return "PUT";
-    case EVHTTP_REQ_DELETE: return "DELETE";
-    case EVHTTP_REQ_OPTIONS: return "OPTIONS";
-    case EVHTTP_REQ_TRACE: return "TRACE";
-    case EVHTTP_REQ_CONNECT: return "CONNECT";
-    case EVHTTP_REQ_PATCH: return "PATCH";
+    case EVHTTP_REQ_GET:
+        return "GET";
+    case EVHTTP_REQ_POST:
+        return "POST";
+    case EVHTTP_REQ_HEAD:
+        return "HEAD";
+    case EVHTTP_REQ_PUT:
+        return "PUT";
+    case EVHTTP_REQ_DELETE:
+        return "DELETE";
+    case EVHTTP_REQ_OPTIONS:
+        return "OPTIONS";
+    case EVHTTP_REQ_TRACE:
+        return "TRACE";
+    case EVHTTP_REQ_CONNECT:
+        return "CONNECT";
+    case EVHTTP_REQ_PATCH:
+        return "PATCH";
     }
     return "?";
 }
@@ -81,8 +90,8 @@ static void on_health(struct gb_req *r)
     gb_keypool_stats(ctx->pool, &st);
     j = json_pack("{s:s, s:s, s:I, s:{s:I, s:I, s:I, s:I}}", "status", "healthy", "version",
                   ctx->version, "uptime_s", (json_int_t)((gb_now_ms() - ctx->started_ms) / 1000),
-                  "keys", "total", (json_int_t)st.total, "usable", (json_int_t)st.usable,
-                  "cooling", (json_int_t)st.cooling, "disabled", (json_int_t)st.disabled);
+                  "keys", "total", (json_int_t)st.total, "usable", (json_int_t)st.usable, "cooling",
+                  (json_int_t)st.cooling, "disabled", (json_int_t)st.disabled);
     s = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(j);
     gb_req_reply(r, 200, "application/json", s ? s : "{}", s ? strlen(s) : 2);
@@ -91,9 +100,8 @@ static void on_health(struct gb_req *r)
 
 static void on_root(struct gb_req *r)
 {
-    static const char body[] =
-        "{\"name\":\"gemini-balance\",\"openai_base_url\":\"/v1\","
-        "\"gemini_base_url\":\"/v1beta\",\"health\":\"/health\"}";
+    static const char body[] = "{\"name\":\"gemini-balance\",\"openai_base_url\":\"/v1\","
+                               "\"gemini_base_url\":\"/v1beta\",\"health\":\"/health\"}";
 
     gb_req_reply(r, 200, "application/json", body, sizeof body - 1);
 }
@@ -169,8 +177,7 @@ static int authorized(struct gb_req *r)
     evhttp_clear_headers(&q);
     if (!ok) {
         r->error = tok ? "wrong token" : "no token";
-        gb_req_error(r, 401, r->api == GB_API_GEMINI ? "UNAUTHENTICATED" : "invalid_api_key",
-                     NULL,
+        gb_req_error(r, 401, r->api == GB_API_GEMINI ? "UNAUTHENTICATED" : "invalid_api_key", NULL,
                      tok ? "invalid API token: use one of the gateway's ALLOWED_TOKENS"
                      : r->api == GB_API_GEMINI
                          ? "missing API key: send one of the gateway's ALLOWED_TOKENS as "
@@ -204,8 +211,8 @@ static void route(struct gb_req *r, enum evhttp_cmd_type cmd)
     rest = native_rest(r->path);
     if (rest != NULL && strncmp(rest, "/openai/", 8) == 0) {
         rest += 7; /* Google's OpenAI-compatible base URL: .../v1beta/openai/ */
-    } else if (rest != NULL || (strncmp(r->path, "/v1/models/", 11) == 0 &&
-                                strchr(r->path, ':') != NULL)) {
+    } else if (rest != NULL ||
+               (strncmp(r->path, "/v1/models/", 11) == 0 && strchr(r->path, ':') != NULL)) {
         r->api = GB_API_GEMINI;
         if (rest == NULL)
             rest = r->path + 3; /* Google's /v1 model actions */

@@ -27,7 +27,7 @@
 /* The translated OpenAI model list, shared by all workers. */
 struct gb_models_cache {
     pthread_mutex_t lock;
-    char *json;         /* owned; NULL when empty */
+    char *json; /* owned; NULL when empty */
     size_t len;
     int64_t expires_ms; /* monotonic */
 };
@@ -54,11 +54,11 @@ struct gb_worker {
     struct gb_curlev *curl;
     struct evhttp_bound_socket *bound;
     int listen_fd;
-    long active;          /* requests in flight on this worker */
+    long active; /* requests in flight on this worker */
     int draining;
     int64_t drain_deadline_ms;
     struct event *drain_timer;
-    void *probes;         /* struct probe list (probe.c), queued and running */
+    void *probes; /* struct probe list (probe.c), queued and running */
     int probes_running;
     struct event *recheck; /* periodic re-check of disabled keys (worker 0) */
 };

@@ -37,7 +37,8 @@ static const char *detail_field(json_t *root, const char *type_suffix, const cha
     size_t i, n = strlen(type_suffix);
     json_t *d;
 
-    json_array_foreach(details, i, d) {
+    json_array_foreach(details, i, d)
+    {
         const char *t = json_string_value(json_object_get(d, "@type"));
         size_t tl = t ? strlen(t) : 0;
         if (t != NULL && tl >= n && strcmp(t + tl - n, type_suffix) == 0) {
@@ -57,8 +58,10 @@ static int quota_per_day(json_t *root)
     json_t *d, *viol;
     size_t i, j;
 
-    json_array_foreach(details, i, d) {
-        json_array_foreach(json_object_get(d, "violations"), j, viol) {
+    json_array_foreach(details, i, d)
+    {
+        json_array_foreach(json_object_get(d, "violations"), j, viol)
+        {
             const char *q = json_string_value(json_object_get(viol, "quotaId"));
             if (q != NULL && strstr(q, "PerDay") != NULL)
                 return 1;
@@ -121,8 +124,8 @@ void gb_policy_classify(CURLcode result, long status, const char *body, size_t l
     } else if (status == 429) {
         v->key = GB_KEY_LIMITED;
         v->retry = 1;
-        v->cooldown_ms = gb_policy_parse_duration(detail_field(root, "google.rpc.RetryInfo",
-                                                               "retryDelay"));
+        v->cooldown_ms =
+            gb_policy_parse_duration(detail_field(root, "google.rpc.RetryInfo", "retryDelay"));
         v->per_day = quota_per_day(root);
         if (v->cooldown_ms < 0)
             v->cooldown_ms = retry_after_ms > 0 ? retry_after_ms : 0;

@@ -130,7 +130,8 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
         while (i < n && (p[i] == ' ' || p[i] == '\t'))
             i++;
         len = n - i;
-        while (len > 0 && (p[i + len - 1] == '\r' || p[i + len - 1] == '\n' || p[i + len - 1] == ' '))
+        while (len > 0 &&
+               (p[i + len - 1] == '\r' || p[i + len - 1] == '\n' || p[i + len - 1] == ' '))
             len--;
         if (len < sizeof r->up_ctype) {
             memcpy(r->up_ctype, p + i, len);
@@ -161,8 +162,8 @@ static void stream_error_event(struct gb_req *r, const char *msg, int code)
         e = json_pack("{s:{s:i, s:s, s:s}}", "error", "code", code, "message", msg, "status",
                       "UNAVAILABLE");
     } else {
-        e = json_pack("{s:{s:s, s:s, s:n, s:i}}", "error", "message", msg, "type",
-                      "server_error", "param", "code", code);
+        e = json_pack("{s:{s:s, s:s, s:n, s:i}}", "error", "message", msg, "type", "server_error",
+                      "param", "code", code);
     }
     s = e ? json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     if (s != NULL)
@@ -245,15 +246,16 @@ static void reply_transport_error(struct gb_req *r, CURLcode result)
 /* Everything after the upstream answered 2xx and relaying began. */
 static void end_relay(struct gb_req *r, CURLcode result)
 {
-    if (result == CURLE_OK && r->error == NULL && !(r->sse_init && gb_sse_parser_pending(&r->sse))) {
+    if (result == CURLE_OK && r->error == NULL &&
+        !(r->sse_init && gb_sse_parser_pending(&r->sse))) {
         if (r->ops->on_stream_end != NULL)
             r->ops->on_stream_end(r);
     } else if (!r->stream_error_sent) {
         if (r->error == NULL)
             r->error = "upstream stream broke off";
-        stream_error_event(r, result == CURLE_OK ? "upstream stream ended early"
-                                                 : "upstream stream broke off",
-                           502);
+        stream_error_event(
+            r, result == CURLE_OK ? "upstream stream ended early" : "upstream stream broke off",
+            502);
     }
     gb_req_stream_end(r);
 }
@@ -262,10 +264,14 @@ static enum gb_metric_attempt attempt_outcome(const struct gb_verdict *v, CURLco
                                               long status)
 {
     switch (v->key) {
-    case GB_KEY_OK: return GB_ATTEMPT_OK;
-    case GB_KEY_FAILED: return GB_ATTEMPT_KEY_INVALID;
-    case GB_KEY_LIMITED: return GB_ATTEMPT_RATE_LIMITED;
-    case GB_KEY_NEUTRAL: break;
+    case GB_KEY_OK:
+        return GB_ATTEMPT_OK;
+    case GB_KEY_FAILED:
+        return GB_ATTEMPT_KEY_INVALID;
+    case GB_KEY_LIMITED:
+        return GB_ATTEMPT_RATE_LIMITED;
+    case GB_KEY_NEUTRAL:
+        break;
     }
     if (status >= 500)
         return GB_ATTEMPT_SERVER_ERROR;
@@ -291,7 +297,9 @@ static void log_error(struct gb_req *r, const struct gb_verdict *v, CURLcode res
     snprintf(e.model, sizeof e.model, "%s", r->pool_model ? r->pool_model : "");
     e.status = (int)status;
     snprintf(e.reason, sizeof e.reason, "%s",
-             v->reason[0] ? v->reason : status == 0 ? "transport" : "error");
+             v->reason[0]  ? v->reason
+             : status == 0 ? "transport"
+                           : "error");
     if (r->up_body.len > 0 && status >= 400) {
         root = json_loadb(r->up_body.data, r->up_body.len, 0, NULL);
         if (json_is_array(root))
@@ -301,7 +309,9 @@ static void log_error(struct gb_req *r, const struct gb_verdict *v, CURLcode res
             msg = json_string_value(json_object_get(json_object_get(root, "error"), "message"));
     }
     snprintf(e.message, sizeof e.message, "%s",
-             msg ? msg : status == 0 || result != CURLE_OK ? curl_easy_strerror(result) : "");
+             msg                                 ? msg
+             : status == 0 || result != CURLE_OK ? curl_easy_strerror(result)
+                                                 : "");
     json_decref(root);
     scrub(e.message, gb_keypool_key(ctx->pool, r->key_idx, key, sizeof key));
     memset(key, 0, sizeof key);
@@ -412,7 +422,8 @@ static int setup_easy(struct gb_req *r, const char *key)
     snprintf(line, sizeof line, "x-goog-api-key: %s", key);
     h = curl_slist_append(h, line);
     memset(line, 0, sizeof line); /* the list holds its own copy */
-    if (h != NULL && r->up_payload != NULL && (t = curl_slist_append(h, "Content-Type: application/json")))
+    if (h != NULL && r->up_payload != NULL &&
+        (t = curl_slist_append(h, "Content-Type: application/json")))
         h = t;
     if (h != NULL && (t = curl_slist_append(h, "Expect:")) != NULL)
         h = t;

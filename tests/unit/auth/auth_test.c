@@ -30,7 +30,7 @@ static void test_check(void **state)
     assert_int_equal(gb_strlist_parse("sk-a,sk-bb", &allowed), 0);
     assert_true(gb_auth_check(&allowed, "sk-bb", 5));
     assert_true(gb_auth_check(&allowed, "sk-a", 4));
-    assert_false(gb_auth_check(&allowed, "sk-b", 4));  /* prefix */
+    assert_false(gb_auth_check(&allowed, "sk-b", 4));   /* prefix */
     assert_false(gb_auth_check(&allowed, "sk-bbb", 6)); /* longer */
     assert_false(gb_auth_check(&allowed, "", 0));
     assert_false(gb_auth_check(&allowed, NULL, 0));

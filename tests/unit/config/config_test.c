@@ -85,7 +85,7 @@ static void test_dotenv_forms_and_env_wins(void **state)
     assert_string_equal(c->api_keys.v[1], "k2");
     assert_int_equal(c->allowed_tokens.n, 2);
     assert_string_equal(c->allowed_tokens.v[1], "t2");
-    assert_int_equal(c->port, 9001);                              /* environment wins */
+    assert_int_equal(c->port, 9001);                               /* environment wins */
     assert_string_equal(c->base_url, "http://127.0.0.1:9/v1beta"); /* slash dropped */
     assert_string_equal(c->proxy, "socks5://h:1");
     assert_int_equal(c->log_level, 0);

@@ -27,9 +27,23 @@ static void same_as_jansson(const char *text)
 static void test_table(void **state)
 {
     static const char *const rows[] = {
-        "{}", "[]", "null", "true", "false", "0", "-1", "9223372036854775807",
-        "-9223372036854775808", "1.5", "-0.0", "1e300", "0.1", "3.0", "123456789.123",
-        "\"\"", "\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\\u0001\\u001f é 你好 🎉\"",
+        "{}",
+        "[]",
+        "null",
+        "true",
+        "false",
+        "0",
+        "-1",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "1.5",
+        "-0.0",
+        "1e300",
+        "0.1",
+        "3.0",
+        "123456789.123",
+        "\"\"",
+        "\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\\u0001\\u001f é 你好 🎉\"",
         "{\"b\":1,\"a\":[1,2,{\"c\":null}],\"\":\"\"}",
         "[[[]],{},{\"x\":{\"y\":{\"z\":[true,false]}}}]",
         "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hi\"}],\"role\":\"model\"},"
@@ -45,8 +59,10 @@ static void test_fixtures(void **state)
 {
     static const char *const files[] = {
         "gemini/generate-content-grounding-google-search.json",
-        "gemini/generate-content-code-execution.json", "gemini/models-list.json",
-        "openai/chat-completion-tool-calls.json", "gemini/embed-content.json",
+        "gemini/generate-content-code-execution.json",
+        "gemini/models-list.json",
+        "openai/chat-completion-tool-calls.json",
+        "gemini/embed-content.json",
     };
 
     (void)state;

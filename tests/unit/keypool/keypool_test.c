@@ -297,7 +297,7 @@ static void test_admin_add_delete_sync(void **state)
         assert_int_not_equal(pick_for(kp, "m"), 0);
     assert_int_equal(gb_keypool_find(kp, "k0", &idx), GB_EINVAL);
     assert_int_equal(gb_keypool_add(kp, "k0", 1, NULL), GB_EINVAL); /* admins: too short */
-    assert_int_equal(gb_keypool_add(kp, "k0", 0, NULL), 0); /* .env: the slot comes back */
+    assert_int_equal(gb_keypool_add(kp, "k0", 0, NULL), 0);         /* .env: the slot comes back */
     /* reload: k0 and k1 dropped, key-k0 and key-k3 added, key-k2 (admin) kept */
     assert_int_equal(gb_strlist_parse("key-k0,key-k3", &l), 0);
     assert_int_equal(gb_keypool_sync(kp, &l), 4);
