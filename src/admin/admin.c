@@ -5,8 +5,12 @@
  * dispatch.
  *
  * Everything here runs on the worker that received the request.  Key
- * verification and store queries are asynchronous: the request waits (its
- * client watch on) and is answered from the probe or store callback.
+ * verification and store queries are asynchronous: the request waits and is
+ * answered from the probe or store callback.  These requests do not watch
+ * for a client hang-up: a finished request could not take back a callback
+ * already queued on the store thread, so the request lives until the
+ * answer (a few ms; a probe at most GB_PROBE_TIMEOUT_MS), and evhttp drops
+ * the reply if the client left.
  */
 #include "admin/admin.h"
 
@@ -286,8 +290,7 @@ static void on_list_keys(struct gb_req *r)
         struct gb_store_query sq;
         memset(&sq, 0, sizeof sq);
         sq.kind = GB_STORE_Q_USAGE;
-        if (gb_req_watch_client(r) == 0 &&
-            gb_store_query(ctx->store, &sq, r->w->base, on_usage, r) == 0)
+        if (gb_store_query(ctx->store, &sq, r->w->base, on_usage, r) == 0)
             return;
     }
     reply_json(r, 200, json_incref(r->acc));
@@ -419,7 +422,7 @@ static void on_key_action(struct gb_req *r, const char *rest, int is_post, int i
         return;
     }
     if (strcmp(end, "/verify") == 0) {
-        if (gb_req_watch_client(r) < 0 || gb_probe_key(r->w, (uint32_t)idx, on_verified, r) < 0)
+        if (gb_probe_key(r->w, (uint32_t)idx, on_verified, r) < 0)
             gb_req_error(r, 500, "internal_error", NULL, "cannot start the check");
         return;
     }
@@ -490,8 +493,7 @@ static void on_query(struct gb_req *r, enum gb_store_query_kind kind)
     q.since_ms = query_long(r, "since", 0, 0, INT64_MAX / 2);
     snprintf(q.key_hash, sizeof q.key_hash, "%s", query_param(r, "key", buf, sizeof buf));
     snprintf(q.model, sizeof q.model, "%s", query_param(r, "model", buf, sizeof buf));
-    if (gb_req_watch_client(r) < 0 ||
-        gb_store_query(ctx->store, &q, r->w->base, on_query_result, r) < 0)
+    if (gb_store_query(ctx->store, &q, r->w->base, on_query_result, r) < 0)
         gb_req_error(r, 503, "store_busy", NULL, "the database is busy: retry");
 }
 
