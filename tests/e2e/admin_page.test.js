@@ -256,7 +256,8 @@ function adminFlow(env, { real }) {
         browser.onDialog = null;
         await rowById(page, newId).locator('button[data-act=delete]').click();
         await waitFor(async () => (await rows(page).count()) === 2, { timeoutMs: 5000, what: 'two rows after the delete' });
-        assert.match(await page.locator('#pool').innerText(), /2 total/);
+        await waitFor(async () => /2 total/.test(await page.locator('#pool').innerText()),
+            { timeoutMs: 5000, what: 'the pool summary after the delete' });
     });
 
     test('only the page\'s own origin was contacted, and no script error', { timeout: T_LONG }, async (t) => {
