@@ -9,6 +9,7 @@
  * stream's wire bytes, which are compared exactly.
  */
 #include "test.h"
+#include "test_json.h"
 
 #include <ctype.h>
 #include <jansson.h>
@@ -24,49 +25,6 @@
 /* ---- helpers ------------------------------------------------------------ */
 
 /* Parses JSON written with ' for " (the rows never need a literal '). */
-static json_t *j(const char *sq)
-{
-    char *s = strdup(sq);
-    json_error_t e;
-    json_t *v;
-    char *p;
-
-    assert_non_null(s);
-    for (p = s; *p; p++) {
-        if (*p == '\'')
-            *p = '"';
-    }
-    v = json_loads(s, JSON_DECODE_ANY, &e);
-    if (v == NULL)
-        fail_msg("bad test json (%s) at %d: %s", e.text, e.position, s);
-    free(s);
-    return v;
-}
-
-static json_t *fixture_json(const char *rel)
-{
-    char *data = gb_test_read_fixture(rel, NULL);
-    json_error_t e;
-    json_t *v = json_loads(data, 0, &e);
-
-    if (v == NULL)
-        fail_msg("fixture %s: %s", rel, e.text);
-    free(data);
-    return v;
-}
-
-static void assert_json_eq(const json_t *got, const json_t *want, const char *what)
-{
-    if (!json_equal(got, want)) {
-        char *g = got ? json_dumps(got, JSON_COMPACT) : NULL;
-        char *w = json_dumps(want, JSON_COMPACT);
-
-        print_error("%s\n  got:  %s\n  want: %s\n", what, g ? g : "(null)", w);
-        free(g);
-        free(w);
-        fail();
-    }
-}
 
 /* Like assert_json_eq with the expected value written as a row string. */
 static void assert_json_is(const json_t *got, const char *want_sq, const char *what)
