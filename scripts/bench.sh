@@ -20,6 +20,24 @@
 # shows per column the median over the rounds and the sum of their errors),
 # BENCH_KEEP=1 keeps the temp dir (configs, logs).
 #
+# Memory (run after the throughput cases unless BENCH_MEMORY=0;
+# BENCH_ONLY_MEMORY=1 runs it alone, without wrk): RSS of a fresh gateway and
+# of a fresh nginx pure proxy (bench/nginx-proxy-mem.conf, master + workers)
+# before and after holding, from bench/memclient.js (node),
+#   (m1) BENCH_MEM_IDLE (default 5000) idle keep-alive connections, each after
+#        one `GET /health HTTP/1.1`                       target <= 2.5 KB each
+#   (m2) BENCH_MEM_STREAMS (default 10000, capped by the open-files limit: a
+#        stream holds two descriptors) chat streams in flight, POST
+#        /v1/chat/completions "stream":true (nginx: the native SSE request),
+#        against bench/slow-upstream.js, which trickles one event per second
+#        per stream and never ends one on its own        target <= 32 KB each
+#   (m3) the same streams as POST ...:streamGenerateContent?alt=sse through
+#        the gateway's native relay (information, no target)
+# plus the idle RSS of the fresh gateway (target <= 10 MB).  The gateway gets
+# the env above plus CLIENT_TIMEOUT=600; everything is restarted per case.
+# The table is appended to results.md.  BENCH_MEM_TIMEOUT (default 90) bounds
+# the setup of one case in seconds.
+#
 # The gateway runs with cwd a temp dir (no .env) and HOST, PORT, BASE_URL (the
 # fake upstream), API_KEYS, ALLOWED_TOKENS, LOG_LEVEL=warn from the
 # environment.  Gateway cases with no binary, or whose first curl gets a
@@ -39,18 +57,27 @@ THREADS=${BENCH_THREADS:-2}
 WARMUP=${BENCH_WARMUP:-1}
 WARMUP=${WARMUP%s}
 REPEAT=${BENCH_REPEAT:-1}
+ONLY_MEMORY=${BENCH_ONLY_MEMORY:-0}
+MEMORY=${BENCH_MEMORY:-1}
+[ "$ONLY_MEMORY" != 1 ] || MEMORY=1
+MEM_IDLE=${BENCH_MEM_IDLE:-5000}
+MEM_STREAMS=${BENCH_MEM_STREAMS:-10000}
+MEM_TIMEOUT=${BENCH_MEM_TIMEOUT:-90}
 TOKEN=bench-token
 MODEL=gemini-2.5-flash
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 
 die() { echo "bench: $*" >&2; exit 1; }
 log() { echo "bench: $*" >&2; }
+is_num() { [[ ${1:-} =~ ^[0-9]+(\.[0-9]+)?$ ]]; }
 
 [[ $DURATION =~ ^[0-9]+$ && $DURATION -gt 0 ]] || die "BENCH_DURATION must be whole seconds, got '$DURATION'"
 [[ $WARMUP =~ ^[0-9]+$ ]] || die "BENCH_WARMUP must be whole seconds, got '$WARMUP'"
 [[ $REPEAT =~ ^[0-9]+$ && $REPEAT -gt 0 ]] || die "BENCH_REPEAT must be a positive number, got '$REPEAT'"
 [ -x "$NGINX" ] || die "nginx not found (apt-get install nginx-light)"
-command -v wrk >/dev/null || die "wrk not found (apt-get install wrk)"
+[ "$ONLY_MEMORY" = 1 ] || command -v wrk >/dev/null || die "wrk not found (apt-get install wrk)"
+[[ $MEM_IDLE =~ ^[0-9]+$ && $MEM_STREAMS =~ ^[0-9]+$ && $MEM_TIMEOUT =~ ^[0-9]+$ ]] ||
+    die "BENCH_MEM_IDLE, BENCH_MEM_STREAMS and BENCH_MEM_TIMEOUT must be whole numbers"
 command -v curl >/dev/null || die "curl not found (apt-get install curl)"
 
 # Loopback only: never let a proxy from the environment catch our traffic.
@@ -109,20 +136,21 @@ cp "$BENCH_DIR/generate-content.json" "$BENCH_DIR/stream-generate-content.sse" \
     "$BENCH_DIR/models-list.json" "$TMP/www/canned/"
 chmod -R a+rX "$TMP/www"
 
-# start_nginx NAME TEMPLATE [UPSTREAM_PORT]: sets NGINX_PORT.
+# start_nginx NAME TEMPLATE [UPSTREAM_PORT]: sets NGINX_PORT and NGINX_PID.
 start_nginx() {
     local name=$1 tpl=$2 up=${3:-} port conf pid try
     conf=$TMP/$name.conf
     for try in 1 2 3 4 5; do
         port=$(pick_port)
         sed -e "s|@DIR@|$TMP|g" -e "s|@PORT@|$port|g" -e "s|@UPSTREAM_PORT@|$up|g" \
-            "$tpl" >"$conf"
+            -e "s|@NOFILE@|${MEM_NOFILE:-16384}|g" "$tpl" >"$conf"
         "$NGINX" -p "$TMP" -c "$conf" -e "$TMP/$name-stderr.log" \
             >"$TMP/$name-stdout.log" 2>&1 &
         pid=$!
         if wait_port "$port" "$pid"; then
             PIDS+=("$pid")
             NGINX_PORT=$port
+            NGINX_PID=$pid
             return 0
         fi
         kill -TERM "$pid" 2>/dev/null || true
@@ -132,12 +160,6 @@ start_nginx() {
     done
     die "$name: nginx would not start"
 }
-
-start_nginx fake-upstream "$BENCH_DIR/nginx-fake-upstream.conf"
-FAKE_PORT=$NGINX_PORT
-start_nginx proxy "$BENCH_DIR/nginx-proxy.conf" "$FAKE_PORT"
-PROXY_PORT=$NGINX_PORT
-log "fake upstream on 127.0.0.1:$FAKE_PORT, nginx proxy on 127.0.0.1:$PROXY_PORT"
 
 # ----------------------------------------------------------------- gateway
 GW_PORT=
@@ -150,21 +172,25 @@ RSS_PEAK=n/a
 
 proc_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null; }
 
-# start_gateway: sets GW_PID and GW_PORT (empty when it did not come up).
+# start_gateway [DIR [BASE_URL [NAME=VALUE...]]]: sets GW_PID and GW_PORT
+# (empty when it did not come up).  DIR (default $TMP/gw, must exist) is its
+# cwd and holds its logs; BASE_URL defaults to the nginx fake upstream.
 # The port is picked here rather than PORT=0 + parsing "listening on": that
 # line is an info-level log and LOG_LEVEL=warn hides it.  Ready = the port
 # accepts connections; a lost port race (bind error) is retried.
 start_gateway() {
-    local port try
+    local dir=${1:-$TMP/gw} base=${2:-http://127.0.0.1:$FAKE_PORT/v1beta} port try
+    shift $(($# < 2 ? $# : 2))
+    GW_PORT=
     for try in 1 2 3; do
         port=$(pick_port)
         (
-            cd "$TMP/gw"
+            cd "$dir"
             exec env HOST=127.0.0.1 PORT="$port" \
-                BASE_URL="http://127.0.0.1:$FAKE_PORT/v1beta" \
+                BASE_URL="$base" \
                 API_KEYS=bench-k1,bench-k2,bench-k3,bench-k4 \
-                ALLOWED_TOKENS=$TOKEN LOG_LEVEL=warn "$BIN"
-        ) </dev/null >"$TMP/gw/stdout.log" 2>"$TMP/gw/stderr.log" &
+                ALLOWED_TOKENS=$TOKEN LOG_LEVEL=warn "$@" "$BIN"
+        ) </dev/null >"$dir/stdout.log" 2>"$dir/stderr.log" &
         GW_PID=$!
         PIDS+=("$GW_PID")
         for _ in $(seq 150); do
@@ -178,10 +204,296 @@ start_gateway() {
         kill -TERM "$GW_PID" 2>/dev/null || true
         wait "$GW_PID" 2>/dev/null || true
         log "gateway did not come up on port $port (try $try); its stderr:"
-        tail -n 20 "$TMP/gw/stderr.log" >&2 || true
+        tail -n 20 "$dir/stderr.log" >&2 || true
     done
     GW_PID=
 }
+
+# ------------------------------------------------------------------ memory
+# (BENCH_MEMORY, see the top): each case starts its own processes, holds the
+# connections with bench/memclient.js and reads VmRSS/RssAnon before/after.
+MEM_SRC=127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5
+declare -A MB MA MBA MAA MN MREQ MNOTE
+
+# alive PID: running and not a zombie waiting to be reaped.
+alive() { kill -0 "$1" 2>/dev/null && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
+
+# stop_pid PID: TERM, KILL after 3 s, reap, forget.
+stop_pid() {
+    local pid=$1 p keep=()
+    [ -n "$pid" ] || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 30); do alive "$pid" || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
+
+# child_pids PID: the processes whose parent is PID.
+child_pids() {
+    if command -v pgrep >/dev/null; then
+        pgrep -P "$1" || true
+    else
+        # /proc/*/stat: after the ")" closing the name come state, ppid, ...
+        awk -v p="$1" '{ sub(/.*\) /, ""); if ($2 == p) { split(FILENAME, f, "/"); print f[3] } }' \
+            /proc/[0-9]*/stat 2>/dev/null || true
+    fi
+}
+
+# tree_kb PID KEY: /proc status KEY (VmRSS, RssAnon) of PID plus its
+# children (nginx: master + workers), in kB.
+tree_kb() {
+    local sum=0 p v
+    for p in "$1" $(child_pids "$1"); do
+        v=$(proc_kb "$p" "$2")
+        sum=$((sum + ${v:-0}))
+    done
+    echo "$sum"
+}
+
+# start_slow_upstream TAG: bench/slow-upstream.js; sets UP_PORT and UP_PID.
+start_slow_upstream() {
+    local pf=$TMP/slow-up-$1.port
+    UP_PORT=
+    node "$BENCH_DIR/slow-upstream.js" "$pf" "$BENCH_DIR/stream-generate-content.sse" 1000 600 \
+        </dev/null >"$TMP/slow-up-$1.log" 2>&1 &
+    UP_PID=$!
+    PIDS+=("$UP_PID")
+    for _ in $(seq 100); do
+        [ -s "$pf" ] && break
+        alive "$UP_PID" || break
+        sleep 0.1
+    done
+    [ -s "$pf" ] || { log "slow upstream did not start: $(tail -n 3 "$TMP/slow-up-$1.log" | tr '\n' ' ')"; return 1; }
+    UP_PORT=$(cat "$pf")
+}
+
+# mem_warm KIND PORT PATH: a few requests before "before" is read, so one-time
+# set-up (first request, first upstream handle) is not counted per connection.
+mem_warm() {
+    local kind=$1 port=$2 path=$3 p pids=()
+    for _ in 1 2 3 4; do
+        if [ "$kind" = idle ]; then
+            curl -sS --noproxy '*' -m 5 -o /dev/null "http://127.0.0.1:$port$path" 2>/dev/null &
+        else
+            curl -sS --noproxy '*' -N -m 1 -o /dev/null -H "Authorization: Bearer $TOKEN" \
+                -H 'Content-Type: application/json' --data-binary "@$4" \
+                "http://127.0.0.1:$port$path" 2>/dev/null &
+        fi
+        pids+=($!)
+    done
+    for p in "${pids[@]}"; do wait "$p" || true; done
+    sleep 0.5
+}
+
+# mem_measure WHO KIND PID PORT PATH BODY N: reads RSS of PID (and children),
+# has memclient open and hold N connections (KIND idle: GET PATH; else POST
+# BODY to PATH, streaming), waits 2 s, reads RSS again, lets go.  Results in
+# MB/MA/MBA/MAA/MN/MNOTE[WHO:KIND].
+mem_measure() {
+    local who=$1 kind=$2 pid=$3 port=$4 path=$5 body=$6 n=$7 k=$1:$2 st line hp
+    local mode=stream args=()
+    [ "$kind" = idle ] && mode=idle
+    st=$TMP/mem-$who-$kind.status
+    mem_warm "$kind" "$port" "$path" "$body"
+    MB[$k]=$(tree_kb "$pid" VmRSS)
+    MBA[$k]=$(tree_kb "$pid" RssAnon)
+    args=(--mode "$mode" --port "$port" --n "$n" --path "$path" --src "$MEM_SRC"
+        --parallel 256 --timeout "$MEM_TIMEOUT" --status "$st")
+    [ "$mode" = idle ] || args+=(--body "$body" --token "$TOKEN")
+    log "memory $who $kind: opening $n connections to 127.0.0.1:$port$path"
+    node "$BENCH_DIR/memclient.js" "${args[@]}" </dev/null >"$TMP/mem-$who-$kind.log" 2>&1 &
+    hp=$!
+    PIDS+=("$hp")
+    for _ in $(seq $(((MEM_TIMEOUT + 15) * 5))); do
+        grep -q '^READY' "$st" 2>/dev/null && break
+        alive "$hp" || break
+        sleep 0.2
+    done
+    line=$(grep '^READY' "$st" 2>/dev/null || true)
+    if [ -z "$line" ]; then
+        MNOTE[$k]="n/a (memclient: $(tail -n 2 "$TMP/mem-$who-$kind.log" | tr '\n' ' '))"
+        stop_pid "$hp"
+        return 0
+    fi
+    sleep 2 # let the first events flow and the allocator settle
+    MA[$k]=$(tree_kb "$pid" VmRSS)
+    MAA[$k]=$(tree_kb "$pid" RssAnon)
+    alive "$pid" || MNOTE[$k]="n/a (server exited)"
+    stop_pid "$hp"
+    MN[$k]=$(sed -n 's/.* ok=\([0-9]*\).*/\1/p' <<<"$line")
+    line+=" $(grep '^END' "$st" 2>/dev/null || true)"
+    log "memory $who $kind: $line, RSS ${MB[$k]} -> ${MA[$k]} kB (anon ${MBA[$k]} -> ${MAA[$k]})"
+    if [[ $line != *" fail=0 "* ]]; then
+        MNOTE[$k]+="${MNOTE[$k]:+; }$(sed -n 's/.* fail=\([0-9]*\).* reasons=\([^ ]*\).*/\1 failed: \2/p' <<<"$line")"
+    fi
+    if [[ $line == *" dropped="* && $line != *" dropped=0"* ]]; then
+        MNOTE[$k]+="${MNOTE[$k]:+; }$(sed -n 's/.* dropped=\([0-9]*\).*/\1 closed by the server before the end/p' <<<"$line")"
+    fi
+    [ "${MN[$k]:-0}" -gt 0 ] || MNOTE[$k]="n/a (no connection held)"
+    return 0
+}
+
+# mem_gateway KIND PATH BODY N: a fresh gateway in front of a fresh slow
+# upstream, measured by mem_measure.
+mem_gateway() {
+    local kind=$1 dir=$TMP/gw-mem-$1
+    if [ ! -x "$BIN" ]; then
+        MNOTE[gw:$kind]="n/a (binary missing)"
+        return 0
+    fi
+    start_slow_upstream "gw-$kind" || { MNOTE[gw:$kind]="n/a (slow upstream)"; return 0; }
+    mkdir -p "$dir"
+    start_gateway "$dir" "http://127.0.0.1:$UP_PORT/v1beta" CLIENT_TIMEOUT=600
+    if [ -z "$GW_PORT" ]; then
+        MNOTE[gw:$kind]="n/a (gateway did not start)"
+        GW_FAILED=1
+    else
+        sleep 0.5
+        if [ "$kind" = idle ]; then
+            MEM_GW_IDLE=$(proc_kb "$GW_PID" VmRSS)
+            MEM_GW_IDLE_ANON=$(proc_kb "$GW_PID" RssAnon)
+        fi
+        mem_measure gw "$kind" "$GW_PID" "$GW_PORT" "$2" "$3" "$4"
+        [[ ${MNOTE[gw:$kind]:-} != *"server exited"* ]] || GW_FAILED=1
+        stop_pid "$GW_PID"
+    fi
+    stop_pid "$UP_PID"
+}
+
+# mem_nginx KIND PATH BODY N: a fresh nginx pure proxy (nginx-proxy-mem.conf)
+# in front of a fresh slow upstream.
+mem_nginx() {
+    local kind=$1
+    start_slow_upstream "ngx-$kind" || { MNOTE[ngx:$kind]="n/a (slow upstream)"; return 0; }
+    start_nginx "proxy-mem-$kind" "$BENCH_DIR/nginx-proxy-mem.conf" "$UP_PORT"
+    sleep 0.5
+    if [ "$kind" = idle ]; then
+        MEM_NGX_IDLE=$(tree_kb "$NGINX_PID" VmRSS)
+        MEM_NGX_IDLE_ANON=$(tree_kb "$NGINX_PID" RssAnon)
+    fi
+    mem_measure ngx "$kind" "$NGINX_PID" "$NGINX_PORT" "$2" "$3" "$4"
+    stop_pid "$NGINX_PID"
+    stop_pid "$UP_PID"
+}
+
+mb() { awk -v k="$1" 'BEGIN { printf "%.1f MB", k / 1024 }'; }
+
+# pu_kb WHO:KIND: RSS growth per held connection in KB, empty if not measured.
+pu_kb() {
+    [ -n "${MN[$1]:-}" ] && [[ ${MNOTE[$1]:-} != n/a* ]] || return 0
+    awk -v b="${MB[$1]}" -v a="${MA[$1]}" -v n="${MN[$1]}" 'BEGIN { printf "%.2f", (a - b) / n }'
+}
+
+# per_unit WHO:KIND: "2.31 KB (anon 2.20)", or why it is n/a.
+per_unit() {
+    local k=$1 pu
+    pu=$(pu_kb "$k")
+    if [ -n "$pu" ]; then
+        awk -v p="$pu" -v b="${MBA[$k]}" -v a="${MAA[$k]}" -v n="${MN[$k]}" \
+            'BEGIN { printf "%s KB (anon %.2f)", p, (a - b) / n }'
+        [ -z "${MNOTE[$k]:-}" ] || echo -n "; ${MNOTE[$k]}"
+    else
+        echo -n "${MNOTE[$k]:-n/a}"
+    fi
+}
+
+# mem_row TITLE KIND NGINX_KIND TARGET_KB|-
+mem_row() {
+    local title=$1 kind=$2 k=gw:$2 target=$4 pu n status=- before=- after=-
+    pu=$(pu_kb "$k")
+    n=${MN[$k]:-${MREQ[$kind]}}
+    [ "$n" = "${MREQ[$kind]}" ] || n="$n of ${MREQ[$kind]}"
+    if [ -n "$pu" ]; then
+        before="$(mb "${MB[$k]}")"
+        after="$(mb "${MA[$k]}")"
+        [ "$target" = - ] ||
+            status=$(awk -v p="$pu" -v t="$target" 'BEGIN { print (p <= t ? "ok" : "MISS") }')
+    fi
+    if [ "$target" = - ]; then target="(information)"; else target="<= $target KB"; fi
+    echo "| $title | $n | $before | $after | $(per_unit "$k") | $(per_unit "ngx:$3") | $target | $status |"
+}
+
+mem_table() {
+    local s=- idle=- ngx=-
+    echo "| case | N | gateway RSS before | after | per unit, gateway | per unit, nginx pure proxy | target | status |"
+    echo "|---|---:|---:|---:|---|---|---|---|"
+    mem_row "(m1) idle keep-alive connections (after one GET /health)" idle idle 2.5
+    mem_row "(m2) chat streams in flight (/v1/chat/completions, stream:true)" chat stream 32
+    mem_row "(m3) native SSE relay streams in flight (:streamGenerateContent?alt=sse)" native stream -
+    if is_num "${MEM_GW_IDLE:-}"; then
+        idle="$(mb "$MEM_GW_IDLE") (anon $(mb "$MEM_GW_IDLE_ANON"))"
+        s=$(awk -v k="$MEM_GW_IDLE" 'BEGIN { print (k <= 10240 ? "ok" : "MISS") }')
+    fi
+    is_num "${MEM_NGX_IDLE:-}" && ngx="$(mb "$MEM_NGX_IDLE") (anon $(mb "$MEM_NGX_IDLE_ANON")), master + workers"
+    echo "| idle RSS of a fresh gateway (before any request) | - | $idle | - | - | $ngx | <= 10 MB | $s |"
+}
+
+# memory_bench: runs the memory cases and sets MEM_REPORT.
+memory_bench() {
+    local hard want s0
+    s0=$(date +%s)
+    command -v node >/dev/null || {
+        MEM_REPORT="## Memory"$'\n\n'"not measured: node not found (the memory cases use bench/memclient.js)"
+        log "node not found: memory cases skipped"
+        return 0
+    }
+    # Every descriptor counts: raise the soft limit as far as the hard one
+    # allows (also for the servers started from here).
+    hard=$(ulimit -Hn)
+    want=65536
+    [ "$hard" = unlimited ] || [ "$hard" -ge "$want" ] || want=$hard
+    ulimit -n "$want" 2>/dev/null || true
+    MEM_NOFILE=$(ulimit -n)
+    MREQ[idle]=$MEM_IDLE
+    MREQ[chat]=$MEM_STREAMS
+    local cap_idle=$((MEM_NOFILE - 200)) cap_streams=$(((MEM_NOFILE - 200) / 2 / 100 * 100)) caps=
+    if [ "$MEM_IDLE" -gt "$cap_idle" ]; then
+        caps+="idle connections capped from $MEM_IDLE to $cap_idle; "
+        MREQ[idle]=$cap_idle
+    fi
+    if [ "$MEM_STREAMS" -gt "$cap_streams" ]; then
+        caps+="streams capped from $MEM_STREAMS to $cap_streams (a proxied stream holds two descriptors); "
+        MREQ[chat]=$cap_streams
+    fi
+    MREQ[native]=${MREQ[chat]}
+    [ -z "$caps" ] || log "open-files limit $MEM_NOFILE: ${caps%; }"
+    local SSE_NATIVE="/v1beta/models/$MODEL:streamGenerateContent?alt=sse"
+    mem_gateway idle /health "" "${MREQ[idle]}"
+    mem_nginx idle /health "" "${MREQ[idle]}"
+    mem_gateway chat /v1/chat/completions "$BENCH_DIR/req-chat-stream.json" "${MREQ[chat]}"
+    mem_gateway native "$SSE_NATIVE" "$BENCH_DIR/req-native.json" "${MREQ[native]}"
+    mem_nginx stream "$SSE_NATIVE" "$BENCH_DIR/req-native.json" "${MREQ[chat]}"
+    MEM_REPORT=$(
+        echo "## Memory"
+        echo
+        echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, open-files limit $MEM_NOFILE, $(($(date +%s) - s0))s in all; VmRSS (RssAnon) before and after holding N connections at once, per unit = (after - before) / N"
+        echo "gateway: ${BIN#"$ROOT"/} with CLIENT_TIMEOUT=600, one fresh process per case; nginx: nginx-proxy-mem.conf, master + workers summed"
+        echo "streams: slow-upstream.js trickles one event per second per stream; the client reads them"
+        [ -z "$caps" ] || echo "limits: ${caps%; }"
+        echo
+        mem_table
+    )
+}
+
+if [ "$ONLY_MEMORY" = 1 ]; then
+    memory_bench
+    mkdir -p "$OUT_DIR"
+    printf '# gemini-balance bench results (memory only)\n\n%s\n' "$MEM_REPORT" >"$OUT_DIR/results.md"
+    echo
+    printf '%s\n' "$MEM_REPORT"
+    echo
+    log "written to $OUT_DIR/results.md"
+    [ -z "${GW_FAILED:-}" ] || die "the gateway failed (see above)"
+    exit 0
+fi
+
+start_nginx fake-upstream "$BENCH_DIR/nginx-fake-upstream.conf"
+FAKE_PORT=$NGINX_PORT
+start_nginx proxy "$BENCH_DIR/nginx-proxy.conf" "$FAKE_PORT"
+PROXY_PORT=$NGINX_PORT
+log "fake upstream on 127.0.0.1:$FAKE_PORT, nginx proxy on 127.0.0.1:$PROXY_PORT"
 
 if [ ! -x "$BIN" ]; then
     GW_NOTE="binary missing"
@@ -334,7 +646,6 @@ elif [ -n "$GW_PORT" ]; then
 fi
 
 # ------------------------------------------------------------------- report
-is_num() { [[ ${1:-} =~ ^[0-9]+(\.[0-9]+)?$ ]]; }
 ms() { is_num "${1:-}" && awk -v u="$1" 'BEGIN { printf "%.3f", u / 1000 }' || echo "-"; }
 
 # ratio ID BASE CONC TARGET: "0.53x (>= 0.50 ok)"
@@ -405,5 +716,12 @@ printf '%s\n' "$REPORT" >"$OUT_DIR/results.md"
 echo
 printf '%s\n' "$REPORT"
 echo
+if [ "$MEMORY" = 1 ]; then
+    # the throughput processes are done: free their memory and descriptors
+    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+    memory_bench
+    printf '\n%s\n' "$MEM_REPORT" >>"$OUT_DIR/results.md"
+    printf '%s\n\n' "$MEM_REPORT"
+fi
 log "written to $OUT_DIR/results.md (raw wrk output in $OUT_DIR/raw/)"
 [ -z "${GW_FAILED:-}" ] || die "the gateway failed (see above)"
