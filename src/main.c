@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +60,9 @@ static int listen_on(const char *host, const char *port)
             continue;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+        /* accepted sockets inherit it: SSE chunks go out at once, not after
+         * the client's delayed ACK */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, GB_LISTEN_BACKLOG) == 0)
             break;
         close(fd);

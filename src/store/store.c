@@ -16,7 +16,8 @@
  *
  * Costs: one malloc per record (~350 bytes for a request, ~850 for an error),
  * so a full queue of GB_STORE_QUEUE_MAX request records holds about 25 MB.  A
- * request record costs one INSERT plus one UPSERT into the hourly usage
+ * request record costs one INSERT, and each distinct (key, model, hour) of a
+ * batch one UPSERT into the hourly usage
  * table; a batch of thousands commits in milliseconds.  Statistics read the
  * hourly usage table (keys x models x hours rows), never the whole request
  * log; only the last-hour and last-day counts walk an index range of
@@ -172,9 +173,9 @@ static const char *const stmt_sql[ST_COUNT] = {
                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     [ST_UPSERT_USAGE] = "INSERT INTO usage (key_hash, model, hour_start_ms, key_id, requests,"
                         " success, prompt_tokens, completion_tokens, tokens)"
-                        " VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?7, ?8)"
+                        " VALUES (?1, ?2, ?3, ?4, ?9, ?5, ?6, ?7, ?8)"
                         " ON CONFLICT (key_hash, model, hour_start_ms) DO UPDATE SET"
-                        " key_id = excluded.key_id, requests = requests + 1,"
+                        " key_id = excluded.key_id, requests = requests + excluded.requests,"
                         " success = success + excluded.success,"
                         " prompt_tokens = prompt_tokens + excluded.prompt_tokens,"
                         " completion_tokens = completion_tokens + excluded.completion_tokens,"
@@ -586,11 +587,73 @@ static int is_success(int status)
     return status >= 200 && status < 300;
 }
 
-static int write_request(struct gb_store *s, const struct gb_store_request *r)
+/* Usage of one (key, model, hour) summed over a batch: one UPSERT per
+ * distinct row instead of one per request (a batch of thousands of
+ * requests usually touches a handful of rows). */
+struct usage_sum {
+    const struct gb_store_request *r; /* the last record of the row (key_id, names) */
+    int64_t hour, requests, success, prompt, completion, tokens;
+};
+
+struct usage_acc {
+    struct usage_sum *v;
+    size_t n, cap;
+};
+
+static int usage_add(struct usage_acc *a, const struct gb_store_request *r)
 {
-    sqlite3_stmt *st = s->st[ST_INS_REQUEST];
+    int64_t hour = floor_to(r->ts_ms, HOUR_MS);
     int64_t tokens =
         r->total_tokens > 0 ? r->total_tokens : (int64_t)r->prompt_tokens + r->completion_tokens;
+    struct usage_sum *u = NULL;
+
+    /* recent rows first: consecutive requests mostly share a row */
+    for (size_t i = a->n; i-- > 0 && u == NULL;)
+        if (a->v[i].hour == hour && strcmp(a->v[i].r->key_hash, r->key_hash) == 0 &&
+            strcmp(a->v[i].r->model, r->model) == 0)
+            u = &a->v[i];
+    if (u == NULL) {
+        if (a->n == a->cap) {
+            size_t cap = a->cap ? a->cap * 2 : 16;
+            struct usage_sum *v = realloc(a->v, cap * sizeof *v);
+            if (v == NULL)
+                return SQLITE_NOMEM;
+            a->v = v;
+            a->cap = cap;
+        }
+        u = &a->v[a->n++];
+        memset(u, 0, sizeof *u);
+        u->hour = hour;
+    }
+    u->r = r;
+    u->requests++;
+    u->success += is_success(r->status);
+    u->prompt += r->prompt_tokens;
+    u->completion += r->completion_tokens;
+    u->tokens += tokens;
+    return SQLITE_OK;
+}
+
+static int usage_write(struct gb_store *s, const struct usage_sum *u)
+{
+    sqlite3_stmt *st = s->st[ST_UPSERT_USAGE];
+
+    bind_text(st, 1, u->r->key_hash);
+    bind_text(st, 2, u->r->model);
+    sqlite3_bind_int64(st, 3, u->hour);
+    bind_text(st, 4, u->r->key_id);
+    sqlite3_bind_int64(st, 5, u->success);
+    sqlite3_bind_int64(st, 6, u->prompt);
+    sqlite3_bind_int64(st, 7, u->completion);
+    sqlite3_bind_int64(st, 8, u->tokens);
+    sqlite3_bind_int64(st, 9, u->requests);
+    return step_reset(st);
+}
+
+static int write_request(struct gb_store *s, const struct gb_store_request *r,
+                         struct usage_acc *acc)
+{
+    sqlite3_stmt *st = s->st[ST_INS_REQUEST];
     int rc;
 
     sqlite3_bind_int64(st, 1, r->ts_ms);
@@ -606,16 +669,7 @@ static int write_request(struct gb_store *s, const struct gb_store_request *r)
     sqlite3_bind_int(st, 11, r->total_tokens);
     if ((rc = step_reset(st)) != SQLITE_OK)
         return rc;
-    st = s->st[ST_UPSERT_USAGE];
-    bind_text(st, 1, r->key_hash);
-    bind_text(st, 2, r->model);
-    sqlite3_bind_int64(st, 3, floor_to(r->ts_ms, HOUR_MS));
-    bind_text(st, 4, r->key_id);
-    sqlite3_bind_int(st, 5, is_success(r->status));
-    sqlite3_bind_int(st, 6, r->prompt_tokens);
-    sqlite3_bind_int(st, 7, r->completion_tokens);
-    sqlite3_bind_int64(st, 8, tokens);
-    return step_reset(st);
+    return usage_add(acc, r);
 }
 
 static int write_error(struct gb_store *s, const struct gb_store_error *e)
@@ -680,11 +734,11 @@ static int delete_key(struct gb_store *s, const char *key_hash)
     return delete_cooldowns(s, key_hash);
 }
 
-static int write_item(struct gb_store *s, struct item *it, int64_t now)
+static int write_item(struct gb_store *s, struct item *it, int64_t now, struct usage_acc *acc)
 {
     switch (it->kind) {
     case IT_REQUEST:
-        return write_request(s, &((struct request_item *)it)->r);
+        return write_request(s, &((struct request_item *)it)->r, acc);
     case IT_ERROR:
         return write_error(s, &((struct error_item *)it)->e);
     case IT_SAVE_KEY:
@@ -716,6 +770,7 @@ static int is_row_error(int rc)
  * counts as dropped; a record rejected on its own counts alone. */
 static void write_batch(struct gb_store *s, struct item *batch)
 {
+    struct usage_acc acc = {NULL, 0, 0};
     size_t nrec = 0, lost = 0;
     int64_t now = wall_ms();
     int rc;
@@ -728,7 +783,7 @@ static void write_batch(struct gb_store *s, struct item *batch)
     if (rc != SQLITE_OK)
         warn_once(s, rc, "starting a write transaction");
     for (struct item *it = batch; it != NULL && rc == SQLITE_OK; it = it->next) {
-        rc = write_item(s, it, now);
+        rc = write_item(s, it, now, &acc);
         if (rc != SQLITE_OK && is_row_error(rc)) {
             warn_once(s, rc, "writing a record");
             lost++;
@@ -737,6 +792,12 @@ static void write_batch(struct gb_store *s, struct item *batch)
             warn_once(s, rc, "writing records");
         }
     }
+    for (size_t i = 0; i < acc.n && rc == SQLITE_OK; i++) {
+        rc = usage_write(s, &acc.v[i]);
+        if (rc != SQLITE_OK)
+            warn_once(s, rc, "writing usage");
+    }
+    free(acc.v);
     if (rc == SQLITE_OK && (rc = step_reset(s->st[ST_COMMIT])) != SQLITE_OK)
         warn_once(s, rc, "committing records");
     if (rc != SQLITE_OK) {
