@@ -371,6 +371,12 @@ void gb_route_chat(struct gb_req *r)
                      "the request body is empty: expected a JSON object");
         return;
     }
+    if (gb_json_depth(body, len) > (size_t)gb_cfg(r->w->ctx)->max_json_depth) {
+        gb_req_error(r, 400, "invalid_request_error", NULL,
+                     "the JSON body is nested deeper than %ld levels (MAX_JSON_DEPTH)",
+                     gb_cfg(r->w->ctx)->max_json_depth);
+        return;
+    }
     r->oai = json_loadb(body, len, 0, &jerr);
     if (r->oai == NULL) {
         gb_req_error(r, 400, "invalid_json", NULL, "invalid JSON body: %s (line %d, column %d)",

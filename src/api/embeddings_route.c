@@ -12,6 +12,7 @@
 #include "api/openai_embeddings.h"
 #include "api/routes.h"
 #include "core/buf.h"
+#include "core/jsonw.h"
 #include "server/worker.h"
 #include "upstream/upstream.h"
 
@@ -92,6 +93,12 @@ void gb_route_embeddings(struct gb_req *r)
     json_t *first;
 
     gb_req_set_state(r, GB_REQ_PARSE);
+    if (gb_json_depth(body, len) > (size_t)gb_cfg(r->w->ctx)->max_json_depth) {
+        gb_req_error(r, 400, "invalid_request_error", NULL,
+                     "the JSON body is nested deeper than %ld levels (MAX_JSON_DEPTH)",
+                     gb_cfg(r->w->ctx)->max_json_depth);
+        return;
+    }
     r->oai = len ? json_loadb(body, len, 0, &jerr) : NULL;
     if (!json_is_object(r->oai)) {
         gb_req_error(r, 400, "invalid_json", NULL,

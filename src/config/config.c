@@ -101,6 +101,8 @@ static const struct cfg_row rows[] = {
      "seconds SIGTERM waits for requests and streams in flight"},
     {"MAX_HEADERS", NULL, T_LONG, F(max_headers), "100", 8, 10000,
      "request headers accepted at most (431 beyond)"},
+    {"MAX_JSON_DEPTH", NULL, T_LONG, F(max_json_depth), "64", 4, 1000,
+     "deepest nesting of arrays and objects accepted in a JSON request body"},
     {"STREAM_KEEPALIVE_SECONDS", NULL, T_LONG, F(stream_keepalive_s), "15", 0, 3600,
      "send an SSE comment when a stream is silent this long (0: never)"},
     {"FAKE_STREAM_ENABLED", NULL, T_BOOL, F(fake_stream), "false", 0, 0,

@@ -179,3 +179,29 @@ char *gb_jsonw_dumps(const json_t *v, size_t *len)
     }
     return gb_buf_take(&b, len);
 }
+
+size_t gb_json_depth(const char *p, size_t n)
+{
+    size_t depth = 0, max = 0;
+    int in_str = 0, esc = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (in_str) {
+            if (esc)
+                esc = 0;
+            else if (c == '\\')
+                esc = 1;
+            else if (c == '"')
+                in_str = 0;
+        } else if (c == '"') {
+            in_str = 1;
+        } else if (c == '{' || c == '[') {
+            if (++depth > max)
+                max = depth;
+        } else if ((c == '}' || c == ']') && depth > 0) {
+            depth--;
+        }
+    }
+    return max;
+}

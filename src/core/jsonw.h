@@ -26,6 +26,12 @@ int gb_jsonw_cstring(struct gb_buf *b, const char *s);
  * or GB_E*. */
 int gb_jsonw_value(struct gb_buf *b, const json_t *v);
 
+/* Deepest nesting of '[' and '{' in JSON text p[0..n) (brackets inside
+ * strings do not count), without parsing it: a few instructions a byte.
+ * Used to refuse absurdly nested bodies before a recursive parser sees
+ * them. */
+size_t gb_json_depth(const char *p, size_t n);
+
 /* Dumps v as gb_jsonw_value does into a malloc'd NUL-terminated string
  * (free() it); *len gets its length when len is not NULL.  NULL on
  * failure. */

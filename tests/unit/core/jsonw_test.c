@@ -85,12 +85,37 @@ static void test_bounded(void **state)
     json_decref(v);
 }
 
+static void test_depth(void **state)
+{
+    static const struct {
+        const char *text;
+        size_t depth;
+    } rows[] = {
+        {"", 0},
+        {"1", 0},
+        {"{}", 1},
+        {"[[]]", 2},
+        {"{\"a\":[{\"b\":[]}]}", 4},
+        {"\"[[[[\"", 0},     /* brackets in strings do not count */
+        {"[\"\\\"[[\"]", 1}, /* nor after an escaped quote */
+        {"]]]][", 1},        /* stray closers never go below zero */
+        {"[[[", 3},          /* cut-off text: the depth reached */
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        if (gb_json_depth(rows[i].text, strlen(rows[i].text)) != rows[i].depth)
+            fail_msg("depth of %s: %zu, want %zu", rows[i].text,
+                     gb_json_depth(rows[i].text, strlen(rows[i].text)), rows[i].depth);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_fixtures),
         cmocka_unit_test(test_bounded),
+        cmocka_unit_test(test_depth),
     };
     return cmocka_run_group_tests_name("jsonw", tests, NULL, NULL);
 }
