@@ -27,7 +27,8 @@ First run: wrote .env with fresh tokens (shown only this once):
   client token (ALLOWED_TOKENS): $client
   admin token  (AUTH_TOKEN):     $admin
 Next: put your Gemini keys in .env (API_KEYS=key1,key2), then restart.
-Point any OpenAI client at http://localhost:8000/v1 with the client token.
+Point any OpenAI client at http://localhost:8000/v1 with the client token;
+the status page is http://localhost:8000/admin (log in with the admin token).
 ------------------------------------------------------------------------
 MSG
 fi
