@@ -7,19 +7,11 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-    startFakeUpstream, startGateway, chat, parseOpenAISse, marker, generateCalls, health, T_SHORT, T_LONG, HOOK,
+    startFakeUpstream, startGateway, chat, parseOpenAISse, marker, generateCalls, health, T_SHORT, T_LONG, HOOK, withGateway,
 } from './lib/harness.js';
 
 const MODEL = 'gemini-2.5-flash';
 
-async function withGateway(fake, opts, fn) {
-    const gw = await startGateway(fake, opts);
-    try {
-        return await fn(gw);
-    } finally {
-        await gw.stop();
-    }
-}
 
 /* One chat request; returns { r, m, calls: upstream attempts in order }. */
 async function ask(fake, gw, extra = {}) {

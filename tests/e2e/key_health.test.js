@@ -18,20 +18,12 @@ import os from 'node:os';
 import path from 'node:path';
 import {
     startFakeUpstream, startGateway, runGatewayExpectingExit, chat, request, auth, marker, generateCalls,
-    health, waitFor, sleep, parseOpenAISse, findSecrets, TOKEN, T_SHORT, T_LONG, HOOK,
+    health, waitFor, sleep, parseOpenAISse, findSecrets, TOKEN, T_SHORT, T_LONG, HOOK, withGateway,
 } from './lib/harness.js';
 
 const FLASH = 'gemini-2.5-flash';
 const PRO = 'gemini-2.5-pro';
 
-async function withGateway(fake, opts, fn) {
-    const gw = await startGateway(fake, opts);
-    try {
-        return await fn(gw);
-    } finally {
-        await gw.stop();
-    }
-}
 
 /* One chat request; returns { r, m, calls: upstream attempts in order }. */
 async function ask(fake, gw, { model = FLASH, headers, ...extra } = {}) {

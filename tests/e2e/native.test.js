@@ -15,7 +15,7 @@ import path from 'node:path';
 import { GoogleGenAI, ApiError } from '@google/genai';
 import {
     suite, startFakeUpstream, startGateway, request, marker, echoText, fixtureModelIds, waitFor, health, findSecrets,
-    TOKEN, FIXTURES_DIR, T_SHORT, T_LONG, HOOK,
+    TOKEN, FIXTURES_DIR, T_SHORT, T_LONG, HOOK, withGateway,
 } from './lib/harness.js';
 
 const MODEL = 'gemini-2.5-flash';
@@ -125,14 +125,6 @@ function streamAndHangUp(gw, urlPath, body) {
     });
 }
 
-async function withGateway(fake, opts, fn) {
-    const gw = await startGateway(fake, opts);
-    try {
-        return await fn(gw);
-    } finally {
-        await gw.stop();
-    }
-}
 
 /* ------------------------------------------------------------------ */
 

@@ -247,6 +247,17 @@ export async function startGateway(fake, opts = {}) {
     return gw;
 }
 
+/* Runs fn(gw) with a gateway of its own against `fake`, stopped afterwards
+ * whatever fn does. */
+export async function withGateway(fake, opts, fn) {
+    const gw = await startGateway(fake, opts);
+    try {
+        return await fn(gw);
+    } finally {
+        await gw.stop();
+    }
+}
+
 /*
  * Runs the gateway with a configuration it must refuse.  Resolves
  * { code, signal, stderr, stdout } once it exits; rejects (after killing
