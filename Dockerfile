@@ -6,7 +6,7 @@
 # Build stage: the same toolchain and -dev packages as `make deps`, then
 # `make all` (produces build/gemini-balance).  Runtime stage: debian:12-slim
 # with only the shared libraries the binary links (libevent, libevent_pthreads,
-# libcurl, jansson, SQLite, libcrypto, hiredis) plus the CA store for TLS to
+# libcurl with GnuTLS, jansson, SQLite, nettle, hiredis, libssh2) plus the CA store for TLS to
 # Google, run as a non-root user.
 # Configuration comes from the environment (--env-file .env); a .env file
 # mounted at /app/.env is read too (the working directory).
@@ -16,8 +16,8 @@
 FROM debian:12 AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        build-essential pkg-config libevent-dev libcurl4-openssl-dev libjansson-dev \
-        libsqlite3-dev libssl-dev libhiredis-dev \
+        build-essential pkg-config libevent-dev libcurl4-gnutls-dev libjansson-dev \
+        libsqlite3-dev nettle-dev libhiredis-dev libssh2-1-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile ./
@@ -29,8 +29,8 @@ RUN make -j"$(nproc)" all \
 FROM debian:12-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        libevent-2.1-7 libevent-pthreads-2.1-7 libcurl4 libjansson4 libsqlite3-0 libssl3 \
-        libhiredis0.14 ca-certificates \
+        libevent-2.1-7 libevent-pthreads-2.1-7 libcurl3-gnutls libjansson4 libsqlite3-0 \
+        libnettle8 libhiredis0.14 libssh2-1 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 gemini \
  && useradd --system --uid 10001 --gid gemini --home-dir /app --no-create-home \

@@ -11,7 +11,7 @@
 
 BUILD    ?= build
 CC       ?= cc
-PKGS     := libevent libevent_pthreads libcurl jansson sqlite3 libcrypto hiredis
+PKGS     := libevent libevent_pthreads libcurl jansson sqlite3 nettle hiredis libssh2
 WARN     := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
             -Wmissing-prototypes -Wvla
 OPT      ?= -O2 -g

@@ -4,7 +4,7 @@
  */
 #include <event2/buffer.h>
 #include <event2/http.h>
-#include <openssl/evp.h>
+#include <nettle/base64.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,7 +266,7 @@ static void on_fetch_done(void *ud, CURLcode result)
     char url[GB_IMAGE_URL_MAX];
     long status = 0;
     char *b64;
-    int n;
+    size_t n;
 
     snprintf(url, sizeof url, "%s", json_string_value(json_object_get(part, GB_CHAT_FETCH_KEY)));
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
@@ -290,13 +290,13 @@ static void on_fetch_done(void *ud, CURLcode result)
         fetch_failed(r, url, "it is not an image (Content-Type must be image/*)");
         return;
     }
-    b64 = malloc(4 * ((r->up_body.len + 2) / 3) + 1);
+    b64 = malloc(BASE64_ENCODE_RAW_LENGTH(r->up_body.len) + 1);
     if (b64 == NULL) {
         gb_req_error(r, 500, "internal_error", NULL, "out of memory");
         return;
     }
-    n = EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)r->up_body.data,
-                        (int)r->up_body.len);
+    n = BASE64_ENCODE_RAW_LENGTH(r->up_body.len);
+    base64_encode_raw(b64, r->up_body.len, (const uint8_t *)r->up_body.data);
     json_object_clear(part);
     json_object_set_new(part, "inlineData",
                         json_pack("{s:s, s:s%}", "mimeType", r->up_ctype, "data", b64, (size_t)n));

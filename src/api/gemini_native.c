@@ -11,7 +11,6 @@
  */
 #include <event2/buffer.h>
 #include <event2/http.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,34 +29,97 @@ static const struct {
     {"embedContent", 0},    {"batchEmbedContents", 0},
 };
 
-/* Token counts for the request log, without parsing the answer: the
- * "usageMetadata" object is found by name and only it is parsed.  In a
- * stream every event carries the running totals, so the last one seen wins;
- * an object split across two reads is skipped (the next event has it). */
-static void scan_usage(struct gb_req *r, const char *p, size_t n)
+/* Token counts for the request log, without parsing the answer: the last
+ * "usageMetadata" object is found by name and only its top-level integer
+ * members are read, in one pass (a jansson parse of just that object cost
+ * more than the rest of the relay).  In a stream every event carries the
+ * running totals, so the last one seen wins; an object split across two
+ * reads is skipped (the next event has it). */
+enum { U_PROMPT, U_CANDIDATES, U_THOUGHTS, U_TOTAL, U_N };
+
+static const struct {
+    const char *name;
+    size_t len;
+} usage_names[U_N] = {
+    {"promptTokenCount", 16},
+    {"candidatesTokenCount", 20},
+    {"thoughtsTokenCount", 18},
+    {"totalTokenCount", 15},
+};
+
+/* Reads the members of the object at p (just after its '{') into v[];
+ * returns 0 when the object closed before end, -1 when it is cut off. */
+static int scan_usage_object(const char *p, const char *end, long v[U_N])
+{
+    int depth = 1;
+
+    while (p < end) {
+        char c = *p++;
+        if (c == '"') {
+            const char *s = p;
+            while (p < end && *p != '"')
+                p += *p == '\\' ? 2 : 1;
+            if (p >= end)
+                return -1;
+            size_t n = (size_t)(p - s);
+            p++;
+            if (depth != 1)
+                continue;
+            for (int i = 0; i < U_N; i++) {
+                if (n != usage_names[i].len || memcmp(s, usage_names[i].name, n) != 0)
+                    continue;
+                while (p < end &&
+                       (*p == ' ' || *p == ':' || *p == '\n' || *p == '\r' || *p == '\t'))
+                    p++;
+                long x = 0;
+                while (p < end && *p >= '0' && *p <= '9' && x < 1000000000000L)
+                    x = x * 10 + (*p++ - '0');
+                v[i] = x;
+                break;
+            }
+        } else if (c == '{' || c == '[') {
+            depth++;
+        } else if (c == '}' || c == ']') {
+            if (--depth == 0)
+                return 0;
+        }
+    }
+    return -1;
+}
+
+int gb_native_usage(const char *p, size_t n, struct gb_native_usage *u)
 {
     static const char name[] = "\"usageMetadata\"";
     const char *end = p + n, *at = p, *hit = NULL;
-    json_t *u;
+    long v[U_N] = {0};
 
     while ((at = memmem(at, (size_t)(end - at), name, sizeof name - 1)) != NULL) {
         hit = at;
         at += sizeof name - 1;
     }
     if (hit == NULL)
-        return;
+        return -1;
     hit += sizeof name - 1;
-    while (hit < end && (*hit == ' ' || *hit == ':' || *hit == '\n' || *hit == '\r'))
+    while (hit < end &&
+           (*hit == ' ' || *hit == ':' || *hit == '\n' || *hit == '\r' || *hit == '\t'))
         hit++;
-    u = json_loadb(hit, (size_t)(end - hit), JSON_DISABLE_EOF_CHECK, NULL);
-    if (json_is_object(u)) {
-        r->prompt_tokens = (int)json_integer_value(json_object_get(u, "promptTokenCount"));
-        r->completion_tokens =
-            (int)(json_integer_value(json_object_get(u, "candidatesTokenCount")) +
-                  json_integer_value(json_object_get(u, "thoughtsTokenCount")));
-        r->total_tokens = (int)json_integer_value(json_object_get(u, "totalTokenCount"));
-    }
-    json_decref(u);
+    if (hit == end || *hit != '{' || scan_usage_object(hit + 1, end, v) < 0)
+        return -1;
+    u->prompt = v[U_PROMPT];
+    u->completion = v[U_CANDIDATES] + v[U_THOUGHTS];
+    u->total = v[U_TOTAL];
+    return 0;
+}
+
+static void scan_usage(struct gb_req *r, const char *p, size_t n)
+{
+    struct gb_native_usage u;
+
+    if (gb_native_usage(p, n, &u) < 0)
+        return;
+    r->prompt_tokens = (int)u.prompt;
+    r->completion_tokens = (int)u.completion;
+    r->total_tokens = (int)u.total;
 }
 
 /* 1 when body is one whole JSON object: the brackets outside strings

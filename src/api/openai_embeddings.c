@@ -10,6 +10,7 @@
 #include "api/openai_embeddings.h"
 
 #include <limits.h>
+#include <nettle/base64.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -164,31 +165,11 @@ size_t gb_embeddings_batches(const struct gb_embed_req *req)
 
 /* ---- response ----------------------------------------------------------- */
 
-static const char b64_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 /* Base64 (with padding) of n bytes into out (4 * ceil(n / 3) + 1 bytes). */
 static void b64_encode(const unsigned char *in, size_t n, char *out)
 {
-    size_t i;
-
-    for (i = 0; i + 2 < n; i += 3) {
-        *out++ = b64_chars[in[i] >> 2];
-        *out++ = b64_chars[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
-        *out++ = b64_chars[((in[i + 1] & 15) << 2) | (in[i + 2] >> 6)];
-        *out++ = b64_chars[in[i + 2] & 63];
-    }
-    if (i < n) {
-        *out++ = b64_chars[in[i] >> 2];
-        if (i + 1 < n) {
-            *out++ = b64_chars[((in[i] & 3) << 4) | (in[i + 1] >> 4)];
-            *out++ = b64_chars[(in[i + 1] & 15) << 2];
-        } else {
-            *out++ = b64_chars[(in[i] & 3) << 4];
-            *out++ = '=';
-        }
-        *out++ = '=';
-    }
-    *out = '\0';
+    base64_encode_raw(out, n, in);
+    out[BASE64_ENCODE_RAW_LENGTH(n)] = '\0';
 }
 
 /* The values as base64 of little-endian float32 (byte order written out,

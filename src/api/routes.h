@@ -20,6 +20,18 @@ void gb_route_models(struct gb_req *r, const char *id);
  * "/models/gemini-2.5-flash:generateContent"); is_post: POST, else GET. */
 void gb_route_native(struct gb_req *r, const char *rest, int is_post);
 
+/* Token counts of a native answer, from its last "usageMetadata" object. */
+struct gb_native_usage {
+    long prompt;
+    long completion; /* candidates + thoughts */
+    long total;
+};
+
+/* Finds the last "usageMetadata" object in p[0..n) and reads its top-level
+ * counts (absent ones are 0) without parsing the rest.  0, or -1 when there
+ * is none or it is cut off. */
+int gb_native_usage(const char *p, size_t n, struct gb_native_usage *u);
+
 /* Checks a client-given model name for use in an upstream URL path:
  * [A-Za-z0-9._-] only, 1..GB_MODEL_NAME_MAX bytes.  1 when fine. */
 int gb_model_name_ok(const char *m);

@@ -14,7 +14,7 @@
 #include "keypool/keypool.h"
 
 #include <ctype.h>
-#include <openssl/sha.h>
+#include <nettle/sha2.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -461,10 +461,13 @@ static long lookup(struct gb_keypool *kp, const char *key, uint64_t h)
 static void sha256_hex(const char *key, char out[65])
 {
     static const char hex[] = "0123456789abcdef";
-    unsigned char md[SHA256_DIGEST_LENGTH];
+    struct sha256_ctx sha;
+    uint8_t md[SHA256_DIGEST_SIZE];
 
-    SHA256((const unsigned char *)key, strlen(key), md);
-    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) {
+    sha256_init(&sha);
+    sha256_update(&sha, strlen(key), (const uint8_t *)key);
+    sha256_digest(&sha, sizeof md, md);
+    for (int i = 0; i < SHA256_DIGEST_SIZE; i++) {
         out[2 * i] = hex[md[i] >> 4];
         out[2 * i + 1] = hex[md[i] & 15];
     }
