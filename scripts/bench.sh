@@ -13,12 +13,29 @@
 #   (f) gemini-balance native       POST /v1beta/models/m:generateContent ratio f/b
 #   plus -c1 latency for (b) and (c).
 #
+# CPU per request: around every measured wrk run the script reads utime+stime
+# (/proc/PID/stat fields 14+15, clock ticks, all threads) of the server of
+# the case - the gateway process; for nginx the master plus its workers - and
+# divides the difference by the requests wrk completed; for the stream cases
+# (d, e) also per upstream event (/ 10).  Targets: (c) <= 40 us per request,
+# (d) <= 4 us per event.  Printed as a separate table after the main one.
+#
+# Slowloris (unless BENCH_SLOWLORIS=0): latency of BENCH_SLOW_CLIENTS (default
+# 8) normal wrk clients of (c) the gateway's chat and (b) the nginx pure proxy,
+# once alone and once while bench/slowloris.js (node) holds BENCH_SLOWLORIS
+# (default 2000) connections open against the same server, each trickling one
+# byte per second of a request head that never ends (closed ones are reopened).
+# The number of trickling connections actually open is sampled once a second
+# (by the trickler, and by ss on the server side).
+#
 # Environment: BENCH_DURATION seconds per wrk run (default 10), BENCH_CONNS
 # (default "64 256"), BENCH_THREADS (default 2), BENCH_WARMUP seconds of
 # unmeasured load before a case's first run (default 1, 0 = none),
 # BENCH_REPEAT rounds (default 1; each round runs every case once, the table
 # shows per column the median over the rounds and the sum of their errors),
-# BENCH_KEEP=1 keeps the temp dir (configs, logs).
+# BENCH_KEEP=1 keeps the temp dir (configs, logs), BENCH_SLOWLORIS trickling
+# connections (default 2000, 0 = no slowloris case), BENCH_SLOW_CLIENTS wrk
+# connections of the slowloris case (default 8).
 #
 # Memory (run after the throughput cases unless BENCH_MEMORY=0;
 # BENCH_ONLY_MEMORY=1 runs it alone, without wrk): RSS of a fresh gateway and
@@ -63,6 +80,9 @@ MEMORY=${BENCH_MEMORY:-1}
 MEM_IDLE=${BENCH_MEM_IDLE:-5000}
 MEM_STREAMS=${BENCH_MEM_STREAMS:-10000}
 MEM_TIMEOUT=${BENCH_MEM_TIMEOUT:-90}
+SLOW_N=${BENCH_SLOWLORIS:-2000}
+SLOW_CLIENTS=${BENCH_SLOW_CLIENTS:-8}
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
 TOKEN=bench-token
 MODEL=gemini-2.5-flash
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
@@ -78,6 +98,9 @@ is_num() { [[ ${1:-} =~ ^[0-9]+(\.[0-9]+)?$ ]]; }
 [ "$ONLY_MEMORY" = 1 ] || command -v wrk >/dev/null || die "wrk not found (apt-get install wrk)"
 [[ $MEM_IDLE =~ ^[0-9]+$ && $MEM_STREAMS =~ ^[0-9]+$ && $MEM_TIMEOUT =~ ^[0-9]+$ ]] ||
     die "BENCH_MEM_IDLE, BENCH_MEM_STREAMS and BENCH_MEM_TIMEOUT must be whole numbers"
+[[ $SLOW_N =~ ^[0-9]+$ && $SLOW_CLIENTS =~ ^[0-9]+$ && $SLOW_CLIENTS -gt 0 ]] ||
+    die "BENCH_SLOWLORIS must be a whole number and BENCH_SLOW_CLIENTS a positive one"
+[[ $CLK_TCK =~ ^[0-9]+$ && $CLK_TCK -gt 0 ]] || CLK_TCK=100
 command -v curl >/dev/null || die "curl not found (apt-get install curl)"
 
 # Loopback only: never let a proxy from the environment catch our traffic.
@@ -250,6 +273,29 @@ tree_kb() {
         sum=$((sum + ${v:-0}))
     done
     echo "$sum"
+}
+
+# cpu_ticks PID: "utime stime" (/proc/PID/stat fields 14 and 15, clock
+# ticks, all threads) of PID plus its children (nginx: master + workers).
+cpu_ticks() {
+    local su=0 ss=0 p u s
+    for p in "$1" $(child_pids "$1"); do
+        # the name in field 2 may hold spaces: count the fields after its ")"
+        read -r u s < <(awk '{ sub(/.*\) /, ""); print $12, $13 }' "/proc/$p/stat" 2>/dev/null || true) || true
+        su=$((su + ${u:-0}))
+        ss=$((ss + ${s:-0}))
+    done
+    echo "$su $ss"
+}
+
+# raise_nofile: the soft open-files limit as far as the hard one allows (at
+# most 65536), also for the servers started from here; sets MEM_NOFILE.
+raise_nofile() {
+    local hard want=65536
+    hard=$(ulimit -Hn)
+    [ "$hard" = unlimited ] || [ "$hard" -ge "$want" ] || want=$hard
+    ulimit -n "$want" 2>/dev/null || true
+    MEM_NOFILE=$(ulimit -n)
 }
 
 # start_slow_upstream TAG: bench/slow-upstream.js; sets UP_PORT and UP_PID.
@@ -432,7 +478,7 @@ mem_table() {
 
 # memory_bench: runs the memory cases and sets MEM_REPORT.
 memory_bench() {
-    local hard want s0
+    local s0
     s0=$(date +%s)
     command -v node >/dev/null || {
         MEM_REPORT="## Memory"$'\n\n'"not measured: node not found (the memory cases use bench/memclient.js)"
@@ -441,11 +487,7 @@ memory_bench() {
     }
     # Every descriptor counts: raise the soft limit as far as the hard one
     # allows (also for the servers started from here).
-    hard=$(ulimit -Hn)
-    want=65536
-    [ "$hard" = unlimited ] || [ "$hard" -ge "$want" ] || want=$hard
-    ulimit -n "$want" 2>/dev/null || true
-    MEM_NOFILE=$(ulimit -n)
+    raise_nofile
     MREQ[idle]=$MEM_IDLE
     MREQ[chat]=$MEM_STREAMS
     local cap_idle=$((MEM_NOFILE - 200)) cap_streams=$(((MEM_NOFILE - 200) / 2 / 100 * 100)) caps=
@@ -489,10 +531,16 @@ if [ "$ONLY_MEMORY" = 1 ]; then
     exit 0
 fi
 
+# the slowloris case holds BENCH_SLOWLORIS more connections in the server
+# (and in node): raise the soft open-files limit before anything starts
+[ "$SLOW_N" = 0 ] || raise_nofile
+
 start_nginx fake-upstream "$BENCH_DIR/nginx-fake-upstream.conf"
 FAKE_PORT=$NGINX_PORT
+FAKE_PID=$NGINX_PID
 start_nginx proxy "$BENCH_DIR/nginx-proxy.conf" "$FAKE_PORT"
 PROXY_PORT=$NGINX_PORT
+PROXY_PID=$NGINX_PID
 log "fake upstream on 127.0.0.1:$FAKE_PORT, nginx proxy on 127.0.0.1:$PROXY_PORT"
 
 if [ ! -x "$BIN" ]; then
@@ -519,16 +567,17 @@ NATIVE_BODY=$BENCH_DIR/req-native.json
 GEN_PATH=/v1beta/models/$MODEL:generateContent
 SSE_PATH="/v1beta/models/$MODEL:streamGenerateContent?alt=sse"
 
-declare -A URL BODY TITLE NOTE KIND
-def_case() { URL[$1]=$2; BODY[$1]=$3; TITLE[$1]=$4; KIND[$1]=$5; NOTE[$1]=; }
-def_case a "http://127.0.0.1:$FAKE_PORT$GEN_PATH" "$NATIVE_BODY" "nginx fake upstream direct" json
-def_case b "http://127.0.0.1:$PROXY_PORT$GEN_PATH" "$NATIVE_BODY" "nginx pure proxy" json
+# SRV: pid whose CPU (with its children) a case's wrk runs are charged to.
+declare -A URL BODY TITLE NOTE KIND SRV
+def_case() { URL[$1]=$2; BODY[$1]=$3; TITLE[$1]=$4; KIND[$1]=$5; SRV[$1]=$6; NOTE[$1]=; }
+def_case a "http://127.0.0.1:$FAKE_PORT$GEN_PATH" "$NATIVE_BODY" "nginx fake upstream direct" json "$FAKE_PID"
+def_case b "http://127.0.0.1:$PROXY_PORT$GEN_PATH" "$NATIVE_BODY" "nginx pure proxy" json "$PROXY_PID"
 def_case c "http://127.0.0.1:$GW_PORT/v1/chat/completions" "$BENCH_DIR/req-chat.json" \
-    "gemini-balance chat (OpenAI)" json
+    "gemini-balance chat (OpenAI)" json "$GW_PID"
 def_case d "http://127.0.0.1:$GW_PORT/v1/chat/completions" "$BENCH_DIR/req-chat-stream.json" \
-    "gemini-balance chat stream" sse
-def_case e "http://127.0.0.1:$PROXY_PORT$SSE_PATH" "$NATIVE_BODY" "nginx proxy streaming" sse
-def_case f "http://127.0.0.1:$GW_PORT$GEN_PATH" "$NATIVE_BODY" "gemini-balance native relay" json
+    "gemini-balance chat stream" sse "$GW_PID"
+def_case e "http://127.0.0.1:$PROXY_PORT$SSE_PATH" "$NATIVE_BODY" "nginx proxy streaming" sse "$PROXY_PID"
+def_case f "http://127.0.0.1:$GW_PORT$GEN_PATH" "$NATIVE_BODY" "gemini-balance native relay" json "$GW_PID"
 CASES="a b c d e f"
 GW_CASES=" c d f "
 
@@ -559,6 +608,22 @@ check_case() {
 }
 
 for id in $CASES; do check_case "$id"; done
+# slowloris case: s<x> = case <x> with BENCH_SLOW_CLIENTS clients alone, S<x>
+# the same while the trickler holds its connections (same URL, same server)
+SLOW_CASES=
+if [ "$SLOW_N" != 0 ]; then
+    for id in c b; do
+        for v in s S; do
+            def_case "$v$id" "${URL[$id]}" "${BODY[$id]}" "${TITLE[$id]}" "${KIND[$id]}" "${SRV[$id]}"
+            NOTE[$v$id]=${NOTE[$id]}
+        done
+        SLOW_CASES+="$id "
+    done
+    command -v node >/dev/null || {
+        for id in $SLOW_CASES; do NOTE[S$id]="n/a (node not found)"; done
+        log "node not found: the slowloris runs are skipped"
+    }
+fi
 # The nginx cases are the baseline: if they fail the bench itself is broken.
 for id in a b e; do
     [ -z "${NOTE[$id]}" ] || die "baseline case $id (${TITLE[$id]}) failed: ${NOTE[$id]}"
@@ -571,10 +636,13 @@ mkdir -p "$OUT_DIR/raw"
 WRK_TIMEOUT=$((DURATION + WARMUP + 30))
 
 # run_wrk ID CONC THREADS ROUND: one measured wrk run (after a warm-up in
-# round 1); appends req/s, p50, p99 to the case's lists, adds up errors.
-declare -A L_RPS L_P50 L_P99 N2 SE FAILED
+# round 1); appends req/s, p50, p99 and CPU microseconds per request of the
+# case's server (cpu_ticks right before and after the measured run / the
+# requests wrk completed) to the case's lists, adds up errors.
+declare -A L_RPS L_P50 L_P99 L_CPU L_SYS N2 SE FAILED
 run_wrk() {
     local id=$1 c=$2 t=$3 r=$4 k=$1:$2 raw=$OUT_DIR/raw/$1-c$2-r$4.txt line n2 se
+    local srv=${SRV[$1]:-} t0= t1= nreq u0 s0 u1 s1
     [ -z "${NOTE[$id]}" ] || return 0
     log "case $id c$c round $r: ${TITLE[$id]} (${DURATION}s)"
     if [ "$WARMUP" -gt 0 ] && [ "$r" = 1 ]; then
@@ -582,9 +650,11 @@ run_wrk() {
             wrk -t"$t" -c"$c" -d"${WARMUP}s" -s "$BENCH_DIR/wrk.lua" "${URL[$id]}" \
             >/dev/null 2>&1 || true
     fi
+    [ -z "$srv" ] || t0=$(cpu_ticks "$srv")
     BENCH_BODY_FILE=${BODY[$id]} BENCH_TOKEN=$TOKEN timeout "$WRK_TIMEOUT" \
         wrk -t"$t" -c"$c" -d"${DURATION}s" --latency -s "$BENCH_DIR/wrk.lua" "${URL[$id]}" \
         >"$raw" 2>&1 || true
+    [ -z "$srv" ] || t1=$(cpu_ticks "$srv")
     line=$(grep '^BENCH ' "$raw" | tail -n 1 || true)
     if [ -z "$line" ]; then
         FAILED[$k]="error (see ${raw#"$ROOT"/})"
@@ -598,12 +668,92 @@ run_wrk() {
     se=$(sed -n 's/.* sockerr=\([0-9]*\).*/\1/p' <<<"$line")
     N2[$k]=$((${N2[$k]:-0} + n2))
     SE[$k]=$((${SE[$k]:-0} + se))
+    nreq=$(sed -n 's/.* requests=\([0-9]*\).*/\1/p' <<<"$line")
+    if [ -n "$t0" ] && [ -n "$t1" ] && [ "${nreq:-0}" -gt 0 ] && alive "$srv"; then
+        read -r u0 s0 <<<"$t0"
+        read -r u1 s1 <<<"$t1"
+        L_CPU[$k]+="$(awk -v d=$((u1 + s1 - u0 - s0)) -v hz="$CLK_TCK" -v n="$nreq" \
+            'BEGIN { printf "%.2f", d * 1e6 / hz / n }') "
+        L_SYS[$k]+="$(awk -v d=$((s1 - s0)) -v hz="$CLK_TCK" -v n="$nreq" \
+            'BEGIN { printf "%.2f", d * 1e6 / hz / n }') "
+    fi
+}
+
+# slow_run ID ROUND: the slowloris pair of case ID (c or b): wrk with
+# BENCH_SLOW_CLIENTS connections alone (case sID), then again (case SID) while
+# bench/slowloris.js holds BENCH_SLOWLORIS trickling connections to the same
+# server.  The trickler reports how many are open once a second; ss counts
+# the server's established connections from the trickler's addresses too.
+declare -A SL_MIN SL_MAX SS_MIN SS_MAX SL_CLOSED SL_NOTE
+slow_run() {
+    local id=$1 r=$2 t=$THREADS port st tp sp line samples ss_file
+    [ "$t" -le "$SLOW_CLIENTS" ] || t=$SLOW_CLIENTS
+    run_wrk "s$id" "$SLOW_CLIENTS" "$t" "$r"
+    [ -z "${NOTE[S$id]}" ] || return 0
+    port=${URL[$id]#http://127.0.0.1:}
+    port=${port%%/*}
+    st=$TMP/slowloris-$id-r$r.status
+    ss_file=$TMP/slowloris-$id-r$r.ss
+    log "slowloris $id round $r: opening $SLOW_N trickling connections to 127.0.0.1:$port"
+    node "$BENCH_DIR/slowloris.js" --port "$port" --n "$SLOW_N" --status "$st" \
+        --src "$SLOW_SRC" --max-seconds $((WRK_TIMEOUT + 60)) \
+        </dev/null >"$TMP/slowloris-$id-r$r.log" 2>&1 &
+    tp=$!
+    PIDS+=("$tp")
+    for _ in $(seq 200); do
+        grep -q '^READY' "$st" 2>/dev/null && break
+        alive "$tp" || break
+        sleep 0.2
+    done
+    line=$(grep '^READY' "$st" 2>/dev/null || true)
+    if [ -z "$line" ]; then
+        SL_NOTE[$id]="trickler did not start: $(tail -n 2 "$TMP/slowloris-$id-r$r.log" | tr '\n' ' ')"
+        log "slowloris $id: ${SL_NOTE[$id]}"
+        stop_pid "$tp"
+        return 0
+    fi
+    log "slowloris $id: $line"
+    (
+        exec >"$ss_file"
+        while :; do
+            ss -Htn state established "( sport = :$port and ( $SLOW_SS_DST ) )" 2>/dev/null | wc -l
+            sleep 1
+        done
+    ) &
+    sp=$!
+    PIDS+=("$sp")
+    run_wrk "S$id" "$SLOW_CLIENTS" "$t" "$r"
+    stop_pid "$sp"
+    stop_pid "$tp"
+    alive "${SRV[$id]}" || { SL_NOTE[$id]="the server exited"; [ "$id" = b ] || GW_FAILED=1; }
+    # open connections: trickler samples, and ss samples (server side)
+    samples=$(sed -n 's/^SAMPLE .* open=\([0-9]*\).*/\1/p' "$st")
+    samples+=" $(sed -n 's/.* open=\([0-9]*\).*/\1/p' <<<"$line")"
+    minmax SL_MIN SL_MAX "$id" "$samples"
+    command -v ss >/dev/null && minmax SS_MIN SS_MAX "$id" "$(cat "$ss_file" 2>/dev/null)"
+    line=$(grep '^END' "$st" 2>/dev/null || true)
+    SL_CLOSED[$id]=$((${SL_CLOSED[$id]:-0} + $(sed -n 's/.* closed=\([0-9]*\).*/\1/p' <<<"$line" | grep . || echo 0)))
+    log "slowloris $id: ${line:-no END line}; open min ${SL_MIN[$id]:-?} max ${SL_MAX[$id]:-?} (ss: ${SS_MIN[$id]:-?}-${SS_MAX[$id]:-?})"
+}
+
+# minmax MINVAR MAXVAR KEY "numbers...": folds the numbers into
+# MINVAR[KEY] / MAXVAR[KEY] (kept over rounds).
+minmax() {
+    local -n lo=$1 hi=$2
+    local v
+    for v in $4; do
+        [[ $v =~ ^[0-9]+$ ]] || continue
+        [ -n "${lo[$3]:-}" ] && [ "${lo[$3]}" -le "$v" ] || lo[$3]=$v
+        [ -n "${hi[$3]:-}" ] && [ "${hi[$3]}" -ge "$v" ] || hi[$3]=$v
+    done
 }
 
 # median of a list of whole numbers (lower middle for an even count)
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
 
-NRUNS=$(((6 * $(wc -w <<<"$CONCS") + 2) * REPEAT))
+SLOW_SRC=127.0.0.2,127.0.0.3
+SLOW_SS_DST="dst 127.0.0.2 or dst 127.0.0.3"
+NRUNS=$(((6 * $(wc -w <<<"$CONCS") + 2 + 2 * $(wc -w <<<"$SLOW_CASES")) * REPEAT))
 log "up to $NRUNS wrk runs of ${DURATION}s (+${WARMUP}s warm-up in round 1): about $((NRUNS * DURATION + (NRUNS / REPEAT) * WARMUP))s"
 START=$(date +%s)
 for r in $(seq "$REPEAT"); do
@@ -613,12 +763,16 @@ for r in $(seq "$REPEAT"); do
         for id in $CASES; do run_wrk "$id" "$c" "$t" "$r"; done
     done
     for id in b c; do run_wrk "$id" 1 1 "$r"; done
+    for id in $SLOW_CASES; do slow_run "$id" "$r"; done
 done
 
-declare -A RPS P50 P99 ERR
-for id in $CASES; do
-    for c in $CONCS 1; do
+declare -A RPS P50 P99 ERR CPUR CPUS
+for id in $CASES $(for x in $SLOW_CASES; do echo "s$x S$x"; done); do
+    for c in $CONCS 1 $SLOW_CLIENTS; do
         k=$id:$c
+        [ -z "${RPS[$k]:-}" ] || continue
+        [ -z "${L_CPU[$k]:-}" ] || CPUR[$k]=$(median "${L_CPU[$k]}")
+        [ -z "${L_SYS[$k]:-}" ] || CPUS[$k]=$(median "${L_SYS[$k]}")
         if [ -n "${NOTE[$id]}" ]; then
             RPS[$k]=${NOTE[$id]}
             ERR[$k]=-
@@ -699,6 +853,72 @@ rss_line() {
     echo "gateway RSS: idle VmRSS $s; peak VmHWM after load $peak"
 }
 
+# cpu_row ID CONC: one row of the CPU table.
+cpu_row() {
+    local id=$1 c=$2 k=$1:$2 us=${CPUR[$1:$2]:-} sys=${CPUS[$1:$2]:--} ev=- target=- status=-
+    if ! is_num "$us"; then
+        us=${NOTE[$id]:-${FAILED[$k]:-n/a}}
+        [[ $us == n/a* || $us == error* ]] || us="n/a ($us)"
+    fi
+    if is_num "$us" && [ "${KIND[$id]}" = sse ]; then
+        ev=$(awk -v u="$us" 'BEGIN { printf "%.2f", u / 10 }')
+    fi
+    case $id in
+    c)
+        target="<= 40 us per request"
+        is_num "$us" && status=$(awk -v u="$us" 'BEGIN { print (u <= 40 ? "ok" : "MISS") }')
+        ;;
+    d)
+        target="<= 4 us per event"
+        is_num "$ev" && status=$(awk -v u="$ev" 'BEGIN { print (u <= 4 ? "ok" : "MISS") }')
+        ;;
+    esac
+    echo "| ($id) ${TITLE[$id]} | $c | $us | $sys | $ev | $target | $status |"
+}
+
+cpu_table() {
+    local c id
+    echo "| case | conc | CPU us per request | of which sys | CPU us per upstream event | target | status |"
+    echo "|---|---:|---:|---:|---:|---|---|"
+    for c in $CONCS; do
+        for id in $CASES; do cpu_row "$id" "$c"; done
+    done
+    for id in b c; do cpu_row "$id" 1; done
+}
+
+# slow_cells ID: the "req/s | p50 | p99 | errors | CPU" cells of a slowloris row
+slow_cells() {
+    local k=$1:$SLOW_CLIENTS
+    echo -n "${RPS[$k]:-} | $(ms "${P50[$k]:-}") | $(ms "${P99[$k]:-}") | ${ERR[$k]:-} | ${CPUR[$k]:--}"
+}
+
+slow_table() {
+    local id k0 k1 open vs
+    echo "| case | trickling connections open | req/s | p50 ms | p99 ms | errors | CPU us per request | with / without |"
+    echo "|---|---|---:|---:|---:|---|---:|---|"
+    for id in $SLOW_CASES; do
+        k0=s$id:$SLOW_CLIENTS
+        k1=S$id:$SLOW_CLIENTS
+        echo "| ($id) ${TITLE[$id]}, without slowloris | 0 | $(slow_cells "s$id") | |"
+        if [ -n "${SL_NOTE[$id]:-}" ]; then
+            open="n/a (${SL_NOTE[$id]})"
+        elif [ -n "${SL_MIN[$id]:-}" ]; then
+            open="${SL_MIN[$id]}-${SL_MAX[$id]} of $SLOW_N"
+            [ -z "${SS_MIN[$id]:-}" ] || open+=" (ss, server side: ${SS_MIN[$id]}-${SS_MAX[$id]})"
+            open+="; ${SL_CLOSED[$id]:-0} closed by the server"
+        else
+            open=${NOTE[S$id]:-n/a}
+        fi
+        vs=
+        if is_num "${RPS[$k0]:-}" && is_num "${RPS[$k1]:-}" && is_num "${P99[$k0]:-}" && is_num "${P99[$k1]:-}"; then
+            vs=$(awk -v r0="${RPS[$k0]}" -v r1="${RPS[$k1]}" -v a0="${P50[$k0]}" -v a1="${P50[$k1]}" \
+                -v b0="${P99[$k0]}" -v b1="${P99[$k1]}" 'BEGIN {
+                printf "req/s %.2fx, p50 %.2fx, p99 %.2fx", r1 / r0, (a0 ? a1 / a0 : 0), (b0 ? b1 / b0 : 0) }')
+        fi
+        echo "| ($id) ${TITLE[$id]}, with $SLOW_N slowloris | $open | $(slow_cells "S$id") | $vs |"
+    done
+}
+
 CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 REPORT=$(
     echo "# gemini-balance bench results"
@@ -710,6 +930,20 @@ REPORT=$(
     table
     echo
     rss_line
+    echo
+    echo "## CPU per request"
+    echo
+    echo "utime+stime of the case's server (gateway: its process, all threads; nginx: master + workers) over the measured wrk run / requests completed, median of $REPEAT round(s); clock tick $((1000000 / CLK_TCK)) us; per upstream event = per request / 10 (the fake stream has 10 events)"
+    echo
+    cpu_table
+    if [ -n "$SLOW_CASES" ]; then
+        echo
+        echo "## Slowloris"
+        echo
+        echo "wrk -c$SLOW_CLIENTS, ${DURATION}s, alone and while bench/slowloris.js holds $SLOW_N connections to the same server, each trickling one byte per second of a request head that never ends (closed ones reopened); open = min-max of once-a-second samples; median of $REPEAT round(s)"
+        echo
+        slow_table
+    fi
 )
 mkdir -p "$OUT_DIR"
 printf '%s\n' "$REPORT" >"$OUT_DIR/results.md"
