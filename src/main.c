@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -82,14 +83,28 @@ struct retired {
     size_t n;
 };
 
+/* Each client connection is a descriptor (and maybe an upstream one too):
+ * take the hard open-files limit, as nginx's worker_rlimit_nofile would. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            gb_warn("cannot raise the open-files limit: %s", strerror(errno));
+    }
+}
+
 /* Settings read once at start-up: changing them needs a restart. */
 static void warn_fixed(const struct gb_config *a, const struct gb_config *b)
 {
     if (strcmp(a->host, b->host) != 0 || a->port != b->port || a->workers != b->workers ||
         strcmp(a->data_dir, b->data_dir) != 0 || a->max_request_bytes != b->max_request_bytes ||
+        a->max_header_bytes != b->max_header_bytes ||
         a->check_interval_hours != b->check_interval_hours ||
         strcmp(a->redis_url ? a->redis_url : "", b->redis_url ? b->redis_url : "") != 0)
-        gb_warn("reload: HOST, PORT, WORKERS, DATA_DIR, MAX_REQUEST_BYTES, "
+        gb_warn("reload: HOST, PORT, WORKERS, DATA_DIR, MAX_REQUEST_BYTES, MAX_HEADER_BYTES, "
                 "CHECK_INTERVAL_HOURS and REDIS_URL take effect at the next restart");
 }
 
@@ -194,6 +209,7 @@ int main(int argc, char **argv)
         gb_warn("libcurl resolves names synchronously: DNS lookups will block a worker");
     json_object_seed(0);
     signal(SIGPIPE, SIG_IGN);
+    raise_nofile();
 
     /* every thread (store, cluster, workers) inherits the signals blocked,
      * so SIGTERM/SIGHUP reach only main's sigwait, even before it waits */

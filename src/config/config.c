@@ -101,6 +101,13 @@ static const struct cfg_row rows[] = {
      "seconds SIGTERM waits for requests and streams in flight"},
     {"MAX_HEADERS", NULL, T_LONG, F(max_headers), "100", 8, 10000,
      "request headers accepted at most (431 beyond)"},
+    {"MAX_HEADER_BYTES", NULL, T_BYTES, F(max_header_bytes), "65536", 1024, 16777216,
+     "largest request head (request line and headers), in bytes (431 beyond)"},
+    {"MAX_CONNECTIONS", NULL, T_LONG, F(max_connections), "10000", 1, 10000000,
+     "client connections open at once; beyond it a new one gets 503 and is closed "
+     "(also capped by the open-files limit)"},
+    {"STREAM_BUFFER_BYTES", NULL, T_BYTES, F(stream_buffer_bytes), "262144", 16384, 67108864,
+     "answer bytes queued for a slow client before the upstream read pauses"},
     {"MAX_JSON_DEPTH", NULL, T_LONG, F(max_json_depth), "64", 4, 1000,
      "deepest nesting of arrays and objects accepted in a JSON request body"},
     {"STREAM_KEEPALIVE_SECONDS", NULL, T_LONG, F(stream_keepalive_s), "15", 0, 3600,

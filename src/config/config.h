@@ -52,6 +52,9 @@ struct gb_config {
     long stream_idle_timeout_s;        /* upstream stream silent this long: broken; 0 = off */
     long shutdown_timeout_s;           /* SIGTERM: in-flight requests finish within this */
     long max_headers;                  /* request headers at most (431 beyond) */
+    long long max_header_bytes;        /* largest request head */
+    long max_connections;              /* client connections open at once */
+    long long stream_buffer_bytes;     /* client backlog before the upstream read pauses */
     long max_json_depth;               /* deepest JSON nesting accepted in a request body */
     long stream_keepalive_s;           /* SSE comment after this many silent seconds; 0 = off */
     int fake_stream;                   /* stream:true runs upstream as non-stream */

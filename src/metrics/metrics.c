@@ -126,6 +126,8 @@ static struct {
     struct route_stats routes[GB_ROUTE__COUNT];
     atomic_uint_least64_t attempts[GB_ATTEMPT__COUNT];
     atomic_uint_least64_t cooldowns;
+    atomic_long conns;                   /* client connections open */
+    atomic_uint_least64_t conns_refused; /* refused at MAX_CONNECTIONS */
 } g = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 /* Wall-clock time the process started, in seconds since the epoch.  Set by a
@@ -371,6 +373,16 @@ void gb_metrics_cooldown(void)
     atomic_fetch_add_explicit(&g.cooldowns, 1, memory_order_relaxed);
 }
 
+long gb_metrics_conn_add(long delta)
+{
+    return atomic_fetch_add_explicit(&g.conns, delta, memory_order_relaxed) + delta;
+}
+
+void gb_metrics_conn_refused(void)
+{
+    atomic_fetch_add_explicit(&g.conns_refused, 1, memory_order_relaxed);
+}
+
 /* ---------------------------------------------------------------------
  * Rendering
  */
@@ -555,6 +567,14 @@ char *gb_metrics_render(const struct gb_metrics_keys *keys, uint64_t store_dropp
     put(&o, PREFIX "key_cooldowns_total %" PRIu64 "\n",
         (uint64_t)atomic_load_explicit(&g.cooldowns, memory_order_relaxed));
 
+    family(&o, PREFIX "client_connections", "gauge", "Client connections open.");
+    put(&o, PREFIX "client_connections %ld\n",
+        atomic_load_explicit(&g.conns, memory_order_relaxed));
+    family(&o, PREFIX "client_connections_refused_total", "counter",
+           "Client connections refused at the MAX_CONNECTIONS limit.");
+    put(&o, PREFIX "client_connections_refused_total %" PRIu64 "\n",
+        (uint64_t)atomic_load_explicit(&g.conns_refused, memory_order_relaxed));
+
     if (keys != NULL) {
         family(&o, PREFIX "keys", "gauge", "API keys by state.");
         put(&o, PREFIX "keys{state=\"usable\"} %zu\n", keys->usable);
@@ -612,5 +632,6 @@ void gb_metrics_reset(void)
     for (int a = 0; a < GB_ATTEMPT__COUNT; a++)
         atomic_store_explicit(&g.attempts[a], 0, memory_order_relaxed);
     atomic_store_explicit(&g.cooldowns, 0, memory_order_relaxed);
+    atomic_store_explicit(&g.conns_refused, 0, memory_order_relaxed);
     pthread_mutex_unlock(&g.lock);
 }

@@ -81,6 +81,13 @@ void gb_metrics_attempt(enum gb_metric_attempt outcome);
 /* A key cooled down (429). */
 void gb_metrics_cooldown(void);
 
+/* Client connections: adds delta to the open count and returns the new
+ * count (the MAX_CONNECTIONS check uses it).  Not zeroed by reset. */
+long gb_metrics_conn_add(long delta);
+
+/* A client connection was refused at the MAX_CONNECTIONS limit. */
+void gb_metrics_conn_refused(void);
+
 /* Renders everything into a malloc'd NUL-terminated string (caller frees),
  * or NULL on out-of-memory.  store_dropped: records the store dropped.
  * keys may be NULL: the key-pool gauges are then left out.  *len gets the

@@ -25,6 +25,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "metrics/metrics.h"
+#include "server/conn.h"
 #include "server/worker.h"
 
 static const char *const state_names[] = {
@@ -97,7 +98,7 @@ static void unhook_client(struct gb_req *r)
         r->hup = NULL;
     }
     if (r->evcon != NULL)
-        evhttp_connection_set_closecb(r->evcon, NULL, NULL);
+        gb_conn_rehook(r->w, r->evcon);
 }
 
 static const char *const route_names[] = {"chat",   "embeddings", "models",
@@ -182,10 +183,9 @@ void gb_req_finish(struct gb_req *r)
 static void on_conn_close(struct evhttp_connection *evcon, void *arg)
 {
     struct gb_req *r = arg;
-
-    (void)evcon;
     struct evhttp_request *ev = r->ev;
 
+    gb_conn_closed(evcon, r->w);
     r->client_gone = 1;
     r->ev = NULL;
     if (r->hup != NULL) {
@@ -382,7 +382,8 @@ static void on_chunk_sent(struct evhttp_connection *evcon, void *arg)
 
     if (r->magic == 0 || !r->paused || r->easy == NULL)
         return;
-    if (bev != NULL && evbuffer_get_length(bufferevent_get_output(bev)) > GB_STREAM_HIGH_WATER)
+    if (bev != NULL && evbuffer_get_length(bufferevent_get_output(bev)) >
+                           (size_t)gb_cfg(r->w->ctx)->stream_buffer_bytes)
         return;
     r->paused = 0;
     curl_easy_pause(r->easy, CURLPAUSE_CONT);

@@ -31,8 +31,6 @@ struct gb_req;
 #define GB_UPSTREAM_ERROR_MAX (256u * 1024)
 /* Largest non-streamed upstream answer accepted, in bytes. */
 #define GB_UPSTREAM_BODY_MAX (64u * 1024 * 1024)
-/* Client output queued before the upstream read is paused, in bytes. */
-#define GB_STREAM_HIGH_WATER (256u * 1024)
 /* Largest client output waiting for one flush (r->out), in bytes. */
 #define GB_REQ_OUT_MAX (64u * 1024 * 1024)
 /* Longest Content-Type we relay, in bytes. */

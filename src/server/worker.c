@@ -18,6 +18,7 @@
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "server/conn.h"
 #include "server/router.h"
 #include "upstream/probe.h"
 
@@ -47,10 +48,12 @@ int gb_worker_init(struct gb_worker *w, int id, struct gb_ctx *ctx, int listen_f
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                             EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
     evhttp_set_max_body_size(w->http, (ev_ssize_t)gb_cfg(ctx)->max_request_bytes);
-    evhttp_set_max_headers_size(w->http, GB_MAX_HEADERS_BYTES);
+    evhttp_set_max_headers_size(w->http, (ev_ssize_t)gb_cfg(ctx)->max_header_bytes);
     evhttp_set_timeout(w->http, (int)gb_cfg(ctx)->client_timeout_s);
     evhttp_set_flags(w->http, EVHTTP_SERVER_LINGERING_CLOSE);
     evhttp_set_gencb(w->http, gb_router_on_request, w);
+    if (gb_conn_setup(w) < 0)
+        goto fail;
     w->bound = evhttp_accept_socket_with_handle(w->http, listen_fd);
     if (w->bound == NULL)
         goto fail;
@@ -145,6 +148,7 @@ void gb_worker_join(struct gb_worker *w)
     if (w->http != NULL)
         evhttp_free(w->http);
     w->http = NULL;
+    gb_conn_teardown(w);
     if (w->curl != NULL)
         gb_probe_cancel_all(w);
     gb_curlev_free(w->curl);

@@ -19,8 +19,6 @@
 #include "store/store.h"
 #include "upstream/curlev.h"
 
-/* Largest request head (request line + headers), in bytes. */
-#define GB_MAX_HEADERS_BYTES (64 * 1024)
 /* How long the model list stays cached, in ms. */
 #define GB_MODELS_CACHE_MS (5 * 60 * 1000)
 
@@ -60,7 +58,8 @@ struct gb_worker {
     struct event *drain_timer;
     void *probes; /* struct probe list (probe.c), queued and running */
     int probes_running;
-    struct event *recheck; /* periodic re-check of disabled keys (worker 0) */
+    struct event *recheck;  /* periodic re-check of disabled keys (worker 0) */
+    struct gb_conns *conns; /* client connection count and limit (conn.c) */
 };
 
 /* The current configuration (an acquire load: SIGHUP may swap it).  A

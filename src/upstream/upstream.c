@@ -71,7 +71,7 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
     if (r->up_stream && r->up_status >= 200 && r->up_status < 300) {
         if (r->client_gone)
             return 0;
-        if (client_backlog(r) > GB_STREAM_HIGH_WATER) {
+        if (client_backlog(r) > (size_t)gb_cfg(r->w->ctx)->stream_buffer_bytes) {
             r->paused = 1;
             return CURL_WRITEFUNC_PAUSE;
         }

@@ -73,3 +73,23 @@ describe('request limits', () => {
         }
     });
 });
+
+describe('MAX_HEADER_BYTES', () => {
+    let fake, gw;
+    before(async () => {
+        fake = await startFakeUpstream({ port: 0 });
+        gw = await startGateway(fake, { keys: ['good-lim-h'], env: { MAX_HEADER_BYTES: '2048' } });
+    }, HOOK);
+    after(async () => {
+        if (gw) await gw.stop();
+        if (fake) await fake.close();
+    }, HOOK);
+
+    test('a request head over MAX_HEADER_BYTES is refused with 400 and the connection closed, one under it is served', { timeout: T_LONG }, async () => {
+        const big = await request(`${gw.url}/health`, { headers: { 'x-big': 'a'.repeat(3000) } });
+        assert.equal(big.status, 400);
+        assert.equal(big.headers.connection, 'close');
+        const fits = await request(`${gw.url}/health`, { headers: { 'x-big': 'a'.repeat(1500) } });
+        assert.equal(fits.status, 200, fits.text);
+    });
+});

@@ -47,6 +47,8 @@ const DEFAULTS = {
     streamEventMs: 5,           /* gap between events of ordinary streams, in ms */
     longStreamEvents: 200,      /* events sent by the long-stream model */
     longStreamEventMs: 25,      /* gap between long-stream events, in ms */
+    bigStreamEvents: 256,       /* events sent by the big-stream model */
+    bigStreamEventBytes: 65536, /* text bytes in each big-stream event */
     splitWriteMs: 15,           /* utf8 model: gap between the pieces of one event, in ms */
     dieAfterMs: 50,             /* die-* keys (stream): wait after the first event, in ms */
     modelsPageMax: 20,          /* largest page GET /models returns (Google: 1000) */
@@ -59,6 +61,8 @@ const ENV_NAMES = {
     streamEventMs: 'GB_FAKE_STREAM_EVENT_MS',
     longStreamEvents: 'GB_FAKE_LONG_STREAM_EVENTS',
     longStreamEventMs: 'GB_FAKE_LONG_STREAM_EVENT_MS',
+    bigStreamEvents: 'GB_FAKE_BIG_STREAM_EVENTS',
+    bigStreamEventBytes: 'GB_FAKE_BIG_STREAM_EVENT_BYTES',
     splitWriteMs: 'GB_FAKE_SPLIT_WRITE_MS',
     dieAfterMs: 'GB_FAKE_DIE_AFTER_MS',
     modelsPageMax: 'GB_FAKE_MODELS_PAGE_MAX',
@@ -645,6 +649,45 @@ function createFake(opts = {}) {
         return true;
     }
 
+    /* big-stream: bigStreamEvents events of bigStreamEventBytes of text
+     * each, written as fast as the reader takes them and no faster (waits
+     * for 'drain'), so bytesSent shows how much the gateway has read.  The
+     * bytes are not kept in rec.response. */
+    async function serveBigStream(rec, res, sse) {
+        const text = 'x'.repeat(cfg.bigStreamEventBytes);
+        rec.status = 200;
+        res.writeHead(200, {
+            'content-type': sse ? 'text/event-stream' : 'application/json; charset=UTF-8',
+            server: 'fake-gemini',
+        });
+        for (let k = 0; k < cfg.bigStreamEvents; k++) {
+            const last = k === cfg.bigStreamEvents - 1;
+            const ev = {
+                candidates: [{ content: { role: 'model', parts: [{ text }] }, index: 0, ...(last ? { finishReason: 'STOP' } : {}) }],
+                usageMetadata: { promptTokenCount: 1, candidatesTokenCount: k + 1, totalTokenCount: k + 2 },
+                modelVersion: 'big-stream',
+            };
+            const body = sse ? 'data: ' + JSON.stringify(ev) + '\r\n\r\n' : (k === 0 ? '[' : ',') + JSON.stringify(ev);
+            if (rec.closed || res.destroyed) return;
+            const buf = Buffer.from(body, 'utf8');
+            rec.bytesSent += buf.length;
+            rec.eventsSent++;
+            if (!res.write(buf)) {
+                await new Promise((resolve) => {
+                    const go = () => {
+                        res.off('drain', go);
+                        res.off('close', go);
+                        resolve();
+                    };
+                    res.on('drain', go);
+                    res.on('close', go);
+                });
+            }
+        }
+        if (!sse && !rec.closed) res.write(']');
+        if (!rec.closed) res.end();
+    }
+
     async function serveStream(rec, res, plan, sse) {
         const events = plan.fixtureEvents || streamEvents(plan);
         const key = rec.key || '';
@@ -798,6 +841,7 @@ function createFake(opts = {}) {
             if (!(await slowGate(rec))) return;
             const plan = planReply(rec, gen, model);
             if (rec.key.startsWith('die-') && !isStream) return selfDestroy(rec, res);
+            if (isStream && model === 'big-stream') return serveBigStream(rec, res, sse);
             if (isStream) return serveStream(rec, res, plan, sse);
             return serveGenerate(rec, res, plan);
         }
