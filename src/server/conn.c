@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "metrics/metrics.h"
@@ -53,10 +54,27 @@ struct refused_conn {
     int fd;
 };
 
+/* A counted client connection.  While it waits for a request it is on the
+ * worker's deadline list (arm order; all deadlines are CLIENT_TIMEOUT away,
+ * so the head expires first); while a request is handled it is off it. */
+struct gb_conn {
+    struct gb_conn *prev, *next;
+    struct gb_conns *owner;
+    struct evhttp_connection *evcon;
+    int64_t deadline_ms;
+    int fd;
+    int listed;
+};
+
 /* What a worker holds for this module (w->conns). */
 struct gb_conns {
-    struct event *adopt;       /* wakes on_adopt */
-    struct bufferevent **new_; /* accepted, not yet adopted (a reference each) */
+    struct gb_worker *w;
+    struct gb_conn **by_fd; /* the connection on each descriptor, or NULL */
+    size_t n_by_fd;
+    struct gb_conn *head, *tail; /* deadline list */
+    struct event *deadline;      /* fires at the head's deadline */
+    struct event *adopt;         /* wakes on_adopt */
+    struct bufferevent **new_;   /* accepted, not yet adopted (a reference each) */
     size_t n_new, cap_new;
     struct refused_conn *lingering; /* list */
     int n_lingering;
@@ -82,16 +100,164 @@ long gb_conn_count(void)
     return gb_metrics_conn_add(0);
 }
 
+static void unlist(struct gb_conn *k)
+{
+    struct gb_conns *c = k->owner;
+
+    if (!k->listed)
+        return;
+    if (k->prev != NULL)
+        k->prev->next = k->next;
+    else
+        c->head = k->next;
+    if (k->next != NULL)
+        k->next->prev = k->prev;
+    else
+        c->tail = k->prev;
+    k->prev = k->next = NULL;
+    k->listed = 0;
+}
+
+static void arm_timer(struct gb_conns *c)
+{
+    int64_t wait;
+    struct timeval tv;
+
+    if (c->head == NULL) {
+        evtimer_del(c->deadline);
+        return;
+    }
+    wait = c->head->deadline_ms - gb_now_ms();
+    if (wait < 0)
+        wait = 0;
+    tv.tv_sec = (time_t)(wait / 1000);
+    tv.tv_usec = (suseconds_t)(wait % 1000) * 1000;
+    evtimer_add(c->deadline, &tv);
+}
+
+/* Starts the clock for the connection's next request. */
+static void list(struct gb_conn *k)
+{
+    struct gb_conns *c = k->owner;
+    int was_empty = c->head == NULL;
+
+    unlist(k);
+    k->deadline_ms = gb_now_ms() + gb_cfg(c->w->ctx)->client_timeout_s * 1000;
+    k->prev = c->tail;
+    if (c->tail != NULL)
+        c->tail->next = k;
+    else
+        c->head = k;
+    c->tail = k;
+    k->listed = 1;
+    if (was_empty)
+        arm_timer(c);
+}
+
+/* Connections whose request did not arrive in time: closed, as nginx does
+ * at client_header_timeout (no answer: the client may be between
+ * requests). */
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct gb_conns *c = arg;
+    int64_t now = gb_now_ms();
+
+    (void)fd;
+    (void)what;
+    while (c->head != NULL && c->head->deadline_ms <= now) {
+        struct gb_conn *k = c->head;
+        unlist(k);
+        gb_debug("worker %d: connection closed: no whole request within CLIENT_TIMEOUT", c->w->id);
+        /* runs gb_conn_closed, which frees k */
+        evhttp_connection_free(k->evcon);
+    }
+    arm_timer(c);
+}
+
+static struct gb_conn *lookup(struct gb_worker *w, struct evhttp_connection *evcon)
+{
+    struct gb_conns *c = w->conns;
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+
+    if (c == NULL || fd < 0 || (size_t)fd >= c->n_by_fd)
+        return NULL;
+    return c->by_fd[fd] != NULL && c->by_fd[fd]->evcon == evcon ? c->by_fd[fd] : NULL;
+}
+
 void gb_conn_closed(struct evhttp_connection *evcon, void *arg)
 {
+    struct gb_conn *k = arg;
+
     (void)evcon;
-    (void)arg;
+    if (k == NULL)
+        return;
+    unlist(k);
+    if (k->fd >= 0 && (size_t)k->fd < k->owner->n_by_fd && k->owner->by_fd[k->fd] == k)
+        k->owner->by_fd[k->fd] = NULL;
+    free(k);
     gb_metrics_conn_add(-1);
+}
+
+void gb_conn_gone(struct gb_worker *w, struct evhttp_connection *evcon)
+{
+    gb_conn_closed(evcon, lookup(w, evcon));
 }
 
 void gb_conn_rehook(struct gb_worker *w, struct evhttp_connection *evcon)
 {
-    evhttp_connection_set_closecb(evcon, gb_conn_closed, w);
+    struct gb_conn *k = lookup(w, evcon);
+
+    if (k != NULL)
+        evhttp_connection_set_closecb(evcon, gb_conn_closed, k);
+}
+
+static void on_request_done(struct evhttp_request *ev, void *arg)
+{
+    struct gb_conns *c = arg;
+    struct gb_conn *k = lookup(c->w, evhttp_request_get_connection(ev));
+
+    if (k != NULL)
+        list(k);
+}
+
+void gb_conn_request(struct gb_worker *w, struct evhttp_request *ev)
+{
+    struct gb_conn *k = lookup(w, evhttp_request_get_connection(ev));
+
+    if (k == NULL)
+        return;
+    unlist(k);
+    evhttp_request_set_on_complete_cb(ev, on_request_done, w->conns);
+}
+
+/* Records a counted connection; 0 or -1 (out of memory: left uncounted). */
+static int track(struct gb_conns *c, struct evhttp_connection *evcon, evutil_socket_t fd)
+{
+    struct gb_conn *k;
+
+    if (fd < 0)
+        return -1;
+    if ((size_t)fd >= c->n_by_fd) {
+        size_t n = c->n_by_fd ? c->n_by_fd : 1024;
+        while (n <= (size_t)fd)
+            n *= 2;
+        struct gb_conn **v = realloc(c->by_fd, n * sizeof *v);
+        if (v == NULL)
+            return -1;
+        memset(v + c->n_by_fd, 0, (n - c->n_by_fd) * sizeof *v);
+        c->by_fd = v;
+        c->n_by_fd = n;
+    }
+    if ((k = calloc(1, sizeof *k)) == NULL)
+        return -1;
+    k->owner = c;
+    k->evcon = evcon;
+    k->fd = fd;
+    c->by_fd[fd] = k;
+    evhttp_connection_set_closecb(evcon, gb_conn_closed, k);
+    list(k);
+    return 0;
 }
 
 static void linger_end(struct refused_conn *l)
@@ -188,8 +354,8 @@ static void on_adopt(evutil_socket_t fd, short what, void *arg)
                 gb_debug("worker %d: connection refused: %ld open, MAX_CONNECTIONS %ld", w->id,
                          gb_conn_count(), limit);
                 refuse(w, evcon, bufferevent_getfd(bev));
-            } else {
-                evhttp_connection_set_closecb(evcon, gb_conn_closed, w);
+            } else if (track(c, evcon, bufferevent_getfd(bev)) < 0) {
+                gb_metrics_conn_add(-1); /* out of memory: served, not counted */
             }
         }
         bufferevent_decref(bev);
@@ -228,11 +394,15 @@ int gb_conn_setup(struct gb_worker *w)
 
     if (c == NULL)
         return GB_ENOMEM;
+    c->w = w;
     c->adopt = event_new(w->base, -1, 0, on_adopt, w);
+    c->deadline = evtimer_new(w->base, on_deadline, c);
     n = snprintf(c->refused, sizeof c->refused, refused_response, body_len, REFUSED_BODY);
-    if (c->adopt == NULL || n < 0 || (size_t)n >= sizeof c->refused) {
+    if (c->adopt == NULL || c->deadline == NULL || n < 0 || (size_t)n >= sizeof c->refused) {
         if (c->adopt != NULL)
             event_free(c->adopt);
+        if (c->deadline != NULL)
+            event_free(c->deadline);
         free(c);
         return GB_ENOMEM;
     }
@@ -259,7 +429,10 @@ void gb_conn_teardown(struct gb_worker *w)
     for (size_t i = 0; i < c->n_new; i++)
         bufferevent_decref(c->new_[i]);
     free(c->new_);
+    /* evhttp_free closed every connection (each close freed its record) */
+    free(c->by_fd);
     event_free(c->adopt);
+    event_free(c->deadline);
     free(c);
     w->conns = NULL;
 }

@@ -10,6 +10,11 @@
  * and is closed right away (after a short linger, so the answer is not
  * lost to a reset).
  *
+ * CLIENT_TIMEOUT bounds the time from accept (or from the previous answer)
+ * to a whole request, head and body: evhttp's own timeout restarts with
+ * every byte read, so a client trickling a byte a second (slowloris) would
+ * hold its connection for ever.
+ *
  * The close callback is the connection's single one: a request that needs
  * its own (hang-up detection, req.c) calls gb_conn_closed() from it and
  * gives the connection back with gb_conn_rehook() when it is done.
@@ -19,6 +24,7 @@
 
 struct gb_worker;
 struct evhttp_connection;
+struct evhttp_request;
 
 /* How long a refused connection's input is read and dropped before the
  * socket closes, in ms (so the client reads the 503 instead of a reset). */
@@ -33,11 +39,19 @@ int gb_conn_setup(struct gb_worker *w);
  * loop stopped). */
 void gb_conn_teardown(struct gb_worker *w);
 
-/* The connection close callback (arg: the worker): uncounts it. */
+/* The connection close callback (arg: its record): uncounts it. */
 void gb_conn_closed(struct evhttp_connection *evcon, void *arg);
+
+/* What a request's own close callback calls instead of gb_conn_closed. */
+void gb_conn_gone(struct gb_worker *w, struct evhttp_connection *evcon);
 
 /* Sets gb_conn_closed back as evcon's close callback. */
 void gb_conn_rehook(struct gb_worker *w, struct evhttp_connection *evcon);
+
+/* A whole request arrived on its connection (the router calls it first):
+ * stops the connection's CLIENT_TIMEOUT clock, which starts again for the
+ * next request once this one's answer is sent. */
+void gb_conn_request(struct gb_worker *w, struct evhttp_request *ev);
 
 /* Client connections open in the process. */
 long gb_conn_count(void);

@@ -185,7 +185,7 @@ static void on_conn_close(struct evhttp_connection *evcon, void *arg)
     struct gb_req *r = arg;
     struct evhttp_request *ev = r->ev;
 
-    gb_conn_closed(evcon, r->w);
+    gb_conn_gone(r->w, evcon);
     r->client_gone = 1;
     r->ev = NULL;
     if (r->hup != NULL) {

@@ -23,6 +23,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "metrics/metrics.h"
+#include "server/conn.h"
 #include "server/worker.h"
 
 /* Magic number of a live gb_req (checked in debug builds). */
@@ -308,6 +309,7 @@ void gb_router_on_request(struct evhttp_request *ev, void *arg)
         evhttp_send_error(ev, 503, "out of memory");
         return;
     }
+    gb_conn_request(w, ev);
     r->magic = GB_REQ_MAGIC;
     r->w = w;
     r->ev = ev;

@@ -137,4 +137,34 @@ describe('MAX_CONNECTIONS', () => {
         }
         assert.equal((await counts(gw)).refused, 1, 'only the refusal of the first test');
     });
+
+    /* evhttp's own timeout restarts with every byte; CLIENT_TIMEOUT (2 s
+     * here) must bound the whole request, or a slowloris client keeps its
+     * connection for ever */
+    for (const [what, first] of [['a new connection', false], ['a kept-alive connection after an answer', true]]) {
+        test(`${what} trickling its request a byte at a time is closed at CLIENT_TIMEOUT`, { timeout: T_LONG }, async () => {
+            const { gw } = ctx;
+            const s = await connect(Number(new URL(gw.url).port));
+            s.on('error', () => {});
+            const closed = new Promise((resolve) => s.on('close', resolve));
+            let got = '';
+            s.on('data', (c) => (got += c.toString()));
+            if (first) {
+                s.write(`GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: ${auth().authorization}\r\n\r\n`);
+                await waitFor(() => got.includes('"object":"list"'), { what: 'the first answer' });
+            }
+            const head = 'GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Slow: ' + 'a'.repeat(200);
+            let i = 0;
+            const t0 = Date.now();
+            const timer = setInterval(() => {
+                if (!s.destroyed) s.write(head[i++ % head.length]);
+            }, 100);
+            const outcome = await Promise.race([closed.then(() => 'closed'), sleep(10000).then(() => 'still open')]);
+            clearInterval(timer);
+            s.destroy();
+            assert.equal(outcome, 'closed', `still open after ${Date.now() - t0} ms of trickling`);
+            assert.ok(Date.now() - t0 >= 1500, `closed after ${Date.now() - t0} ms, before CLIENT_TIMEOUT`);
+            await settled(gw, 'the trickler to be uncounted');
+        });
+    }
 });

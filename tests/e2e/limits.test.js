@@ -5,7 +5,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { startFakeUpstream, startGateway, chat, request, auth, health, T_LONG, HOOK } from './lib/harness.js';
+import { startFakeUpstream, startGateway, chat, request, auth, health, waitFor, sleep, T_LONG, HOOK } from './lib/harness.js';
 
 describe('request limits', () => {
     let fake, gw;
@@ -47,26 +47,31 @@ describe('request limits', () => {
         assert.equal((await request(`${gw.url}/health`)).status, 200);
     });
 
-    test('slow clients trickling their requests do not keep normal clients from being served', { timeout: T_LONG }, async () => {
+    test('2,000 slow clients sending a byte a second do not keep normal clients from being served', { timeout: T_LONG }, async () => {
         const port = Number(new URL(gw.url).port);
         const slow = [];
-        for (let i = 0; i < 300; i++) {
+        for (let i = 0; i < 2000; i++) {
             const s = net.connect(port, '127.0.0.1');
             s.on('error', () => {});
             slow.push(s);
         }
+        await waitFor(() => slow.every((s) => !s.connecting), { timeoutMs: 20000, what: '2,000 connections' });
+        assert.ok(slow.every((s) => !s.destroyed), 'a trickling connection was refused or closed');
         const text = 'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n';
         let pos = 0;
         const timer = setInterval(() => {
             for (const s of slow) if (!s.destroyed) s.write(text[pos % text.length]);
             pos++;
-        }, 100);
+        }, 1000);
         try {
             for (let i = 0; i < 10; i++) {
                 const r = await chat(gw, { model: 'gemini-2.5-flash', messages: [{ role: 'user', content: `normal ${i}` }] }, { timeoutMs: 5000 });
                 assert.equal(r.status, 200, r.text);
+                await sleep(300);
             }
             assert.equal((await health(gw)).status, 'healthy');
+            assert.ok(pos >= 3, `the slow clients sent ${pos} bytes each`);
+            assert.equal(slow.filter((s) => s.destroyed).length, 0, 'trickling connections closed before CLIENT_TIMEOUT');
         } finally {
             clearInterval(timer);
             for (const s of slow) s.destroy();
