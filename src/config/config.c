@@ -94,7 +94,8 @@ static const struct cfg_row rows[] = {
     {"IMAGE_FETCH_MAX_BYTES", NULL, T_LONG, F(image_fetch_max_bytes), "20971520", 0, 1073741824,
      "largest image the gateway downloads for an image_url (0: never download)"},
     {"CLIENT_TIMEOUT", NULL, T_LONG, F(client_timeout_s), "60", 1, 3600,
-     "seconds a client may take to send its request, and an idle keep-alive connection lives"},
+     "seconds a client may take to send a whole request (from connect or its previous answer), "
+     "and an idle keep-alive connection lives"},
     {"STREAM_IDLE_TIMEOUT", NULL, T_LONG, F(stream_idle_timeout_s), "120", 0, 86400,
      "seconds an upstream stream may stay silent before it counts as broken (0: no limit)"},
     {"SHUTDOWN_TIMEOUT", NULL, T_LONG, F(shutdown_timeout_s), "30", 0, 3600,
