@@ -236,6 +236,30 @@ describe('failover', () => {
         });
     });
 
+    /* a name that does not resolve, and TLS spoken to a plain-HTTP port */
+    for (const [what, baseUrl] of [
+        ['DNS failure', () => 'http://no-such-host.invalid/v1beta'],
+        ['TLS error', (fake) => `${fake.url.replace('http://', 'https://')}/v1beta`],
+    ]) {
+        test(`upstream ${what}: a clear 5xx OpenAI error, soon, no key blamed`, { timeout: T_SHORT }, async () => {
+            const plain = await startFakeUpstream({ port: 0 });
+            const gw = await startGateway(null, { keys: ['good-a', 'good-b'], env: { BASE_URL: baseUrl(plain), MAX_RETRIES: '1' } });
+            try {
+                const r = await chat(gw, { model: MODEL, messages: [{ role: 'user', content: 'anyone?' }] });
+                assert.ok(r.status >= 500 && r.status <= 599, `status ${r.status} ${r.text}`);
+                assert.ok(r.json && r.json.error && typeof r.json.error.message === 'string', r.text);
+                assert.match(r.json.error.message, /upstream|resolve|TLS|SSL|connect/i, r.text);
+                assert.ok(r.ms < 5000, `took ${r.ms} ms`);
+                const h = await health(gw);
+                assert.equal(h.keys.disabled, 0, 'a key was blamed for a transport error');
+                assert.equal(h.keys.cooling, 0);
+            } finally {
+                await gw.stop();
+                await plain.close();
+            }
+        });
+    }
+
     test('upstream unreachable (connection refused): 5xx OpenAI error, soon', { timeout: T_SHORT }, async () => {
         const dead = await startFakeUpstream({ port: 0 });
         const deadUrl = dead.url;
