@@ -69,6 +69,7 @@ struct xl {
     struct gb_buf system;            /* system/developer texts joined with "\n" */
     json_t *call_names;              /* tool call id -> function name, owned */
     json_t *tool_turn;               /* "user" content collecting tool results, borrowed */
+    size_t schema_nodes;             /* schema nodes left for this request (schema.h) */
     int gemini3;                     /* 1: the model is a Gemini 3 model */
 };
 
@@ -629,7 +630,7 @@ static int add_function_decl(struct xl *x, size_t i, const json_t *t, json_t *de
         return oom(x);
     if (desc != NULL && set(x, decl, "description", json_deep_copy(desc)) < 0)
         goto fail;
-    if (params != NULL && (schema = gb_schema_clean(params)) == NULL) {
+    if (params != NULL && (schema = gb_schema_clean_budget(params, &x->schema_nodes)) == NULL) {
         oom(x);
         goto fail;
     }
@@ -819,7 +820,7 @@ static int add_response_format(struct xl *x, const json_t *oai, json_t *gc)
     schema = json_object_get(json_object_get(rf, "json_schema"), "schema");
     if (!json_is_object(schema))
         return bad(x, "response_format", "response_format json_schema needs a schema object");
-    clean = gb_schema_clean(schema);
+    clean = gb_schema_clean_budget(schema, &x->schema_nodes);
     if (clean == NULL)
         return oom(x);
     return set(x, gc, "responseSchema", clean);
@@ -958,7 +959,7 @@ static int add_safety(struct xl *x, json_t *body)
 json_t *gb_chat_request_to_gemini(const json_t *oai, const struct gb_chat_opts *opts,
                                   struct gb_chat_req *out, struct gb_chat_err *err)
 {
-    struct xl x = {.opts = opts, .out = out, .err = err};
+    struct xl x = {.opts = opts, .out = out, .err = err, .schema_nodes = GB_SCHEMA_REQUEST_NODES};
     json_t *body = NULL;
 
     err->message[0] = '\0';

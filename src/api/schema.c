@@ -24,7 +24,8 @@
 
 struct walk {
     const json_t *root; /* the schema as given: where $ref points into */
-    size_t nodes;       /* nodes built so far (GB_SCHEMA_MAX_NODES) */
+    size_t nodes;       /* nodes built so far */
+    size_t limit;       /* nodes allowed (GB_SCHEMA_MAX_NODES or the budget left) */
     int oom;            /* 1 once an allocation failed */
 };
 
@@ -288,7 +289,7 @@ static json_t *ref_node(struct walk *w, const json_t *s, const char *ref, struct
     const json_t *target = resolve(w->root, ref);
     json_t *node;
 
-    if (target == NULL || at.refs >= GB_SCHEMA_REF_DEPTH || w->nodes >= GB_SCHEMA_MAX_NODES) {
+    if (target == NULL || at.refs >= GB_SCHEMA_REF_DEPTH || w->nodes >= w->limit) {
         node = fallback();
     } else {
         at.refs++;
@@ -551,17 +552,25 @@ static json_t *clean_node(struct walk *w, const json_t *s, struct at at, const c
 
 /* ---- public ------------------------------------------------------------- */
 
-json_t *gb_schema_clean(const json_t *schema)
+json_t *gb_schema_clean_budget(const json_t *schema, size_t *budget)
 {
-    struct walk w = {schema, 0, 0};
+    struct walk w = {schema, 0, *budget < GB_SCHEMA_MAX_NODES ? *budget : GB_SCHEMA_MAX_NODES, 0};
     struct at at = {0, 0};
     json_t *out = clean_node(&w, schema, at, NULL);
 
+    *budget -= w.nodes < *budget ? w.nodes : *budget;
     if (w.oom || out == NULL) {
         json_decref(out);
         return NULL;
     }
     return out;
+}
+
+json_t *gb_schema_clean(const json_t *schema)
+{
+    size_t budget = GB_SCHEMA_MAX_NODES;
+
+    return gb_schema_clean_budget(schema, &budget);
 }
 
 int gb_schema_is_empty_object(const json_t *cleaned)

@@ -60,8 +60,11 @@
 /* Most $ref inlinings nested inside one another (recursive types). */
 #define GB_SCHEMA_REF_DEPTH 6
 /* Most schema nodes one cleaned schema may have once refs are inlined;
- * bounds the output of ref chains that fan out (2^depth copies). */
-#define GB_SCHEMA_MAX_NODES 20000
+ * bounds the output of ref chains that fan out (2^depth copies), and so the
+ * CPU one tool schema can cost a worker: 20000 let a 1.3 KB schema of
+ * self-referencing "$ref":"#" take ~100 ms (found by fuzzing); real tool
+ * schemas have tens to a few hundred nodes. */
+#define GB_SCHEMA_MAX_NODES 4000
 
 /*
  * Returns the Gemini Schema for a JSON Schema (borrowed).  A schema that is
@@ -70,6 +73,15 @@
  * inlined $ref.
  */
 json_t *gb_schema_clean(const json_t *schema);
+
+/* Most schema nodes the schemas of one request (its tools and its
+ * response_format) may have together. */
+#define GB_SCHEMA_REQUEST_NODES 8000
+
+/* gb_schema_clean with a node budget shared by several schemas: at most
+ * min(*budget, GB_SCHEMA_MAX_NODES) nodes are built (past that, nodes are
+ * {}), and *budget drops by what was built. */
+json_t *gb_schema_clean_budget(const json_t *schema, size_t *budget);
 
 /*
  * Returns 1 when a cleaned schema declares no parameters at all: an object
