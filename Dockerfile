@@ -6,7 +6,7 @@
 # Build stage: the same toolchain and -dev packages as `make deps`, then
 # `make all` (produces build/gemini-balance).  Runtime stage: debian:12-slim
 # with only the shared libraries the binary links (libevent, libevent_pthreads,
-# libcurl with GnuTLS, jansson, SQLite, nettle, hiredis, libssh2) plus the CA store for TLS to
+# libcurl with GnuTLS, jansson, SQLite, nettle, hiredis, libssh2, mimalloc) plus the CA store for TLS to
 # Google, run as a non-root user.
 # Configuration comes from the environment (--env-file .env); a .env file
 # mounted at /app/.env is read too (the working directory).
@@ -17,7 +17,7 @@ FROM debian:12 AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         build-essential pkg-config libevent-dev libcurl4-gnutls-dev libjansson-dev \
-        libsqlite3-dev nettle-dev libhiredis-dev libssh2-1-dev \
+        libsqlite3-dev nettle-dev libhiredis-dev libssh2-1-dev libmimalloc-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile ./
@@ -30,7 +30,7 @@ FROM debian:12-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         libevent-2.1-7 libevent-pthreads-2.1-7 libcurl3-gnutls libjansson4 libsqlite3-0 \
-        libnettle8 libhiredis0.14 libssh2-1 ca-certificates \
+        libnettle8 libhiredis0.14 libssh2-1 libmimalloc2.0 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 gemini \
  && useradd --system --uid 10001 --gid gemini --home-dir /app --no-create-home \

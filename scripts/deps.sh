@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want=(make gcc pkg-config libevent-dev libcurl4-gnutls-dev libjansson-dev libsqlite3-dev nettle-dev libhiredis-dev libssh2-1-dev ca-certificates)
+want=(make gcc pkg-config libevent-dev libcurl4-gnutls-dev libjansson-dev libsqlite3-dev nettle-dev libhiredis-dev libssh2-1-dev libmimalloc-dev ca-certificates)
 case "${1:-build}" in
   test)  want+=(libcmocka-dev nodejs npm curl chromium sqlite3 redis-server) ;;
   bench) want+=(nginx-light wrk curl) ;;
