@@ -6,8 +6,8 @@
 # Build stage: the same toolchain and -dev packages as `make deps`, then
 # `make all` (produces build/gemini-balance).  Runtime stage: debian:12-slim
 # with only the shared libraries the binary links (libevent, libevent_pthreads,
-# libcurl with GnuTLS, jansson, SQLite, nettle, hiredis, libssh2, mimalloc) plus the CA store for TLS to
-# Google, run as a non-root user.
+# libcurl with GnuTLS, jansson, SQLite, nettle, hiredis, libssh2, mimalloc)
+# plus the CA store for TLS to Google, run as a non-root user.
 # Configuration comes from the environment (--env-file .env); a .env file
 # mounted at /app/.env is read too (the working directory).
 # When a module adds a library (e.g. SQLite: libsqlite3-dev here, libsqlite3-0
