@@ -5,6 +5,13 @@
  * (on_timer); libevent tells libcurl what happened (on_event, on_timeout).
  * After each curl_multi_socket_action the finished transfers are drained
  * from curl_multi_info_read, removed, and their callbacks run.
+ *
+ * A new transfer is started at once (gb_curlev_add runs libcurl's timeout
+ * action itself) instead of from a zero-delay timer: that saves a loop
+ * pass and an epoll_wait per upstream request.  What finishes during that
+ * action is drained from a user event later in the same loop pass, never
+ * from inside gb_curlev_add, so its caller's state is never pulled from
+ * under it.
  */
 #include "upstream/curlev.h"
 
@@ -17,6 +24,7 @@ struct gb_curlev {
     struct event_base *base;
     CURLM *multi;
     struct event *timer;
+    struct event *drainer; /* runs drain() from the loop */
     CURL *pool[GB_CURLEV_EASY_POOL];
     int npool;
     int in_action; /* inside curl_multi_socket_action */
@@ -59,6 +67,13 @@ static void on_event(evutil_socket_t fd, short what, void *arg)
     int flags = (what & EV_READ ? CURL_CSELECT_IN : 0) | (what & EV_WRITE ? CURL_CSELECT_OUT : 0);
 
     action(arg, fd, flags);
+}
+
+static void on_drain(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    drain(arg);
 }
 
 static void on_timeout(evutil_socket_t fd, short what, void *arg)
@@ -125,7 +140,8 @@ struct gb_curlev *gb_curlev_new(struct event_base *base, long maxconns)
     ce->base = base;
     ce->multi = curl_multi_init();
     ce->timer = evtimer_new(base, on_timeout, ce);
-    if (ce->multi == NULL || ce->timer == NULL)
+    ce->drainer = event_new(base, -1, 0, on_drain, ce);
+    if (ce->multi == NULL || ce->timer == NULL || ce->drainer == NULL)
         goto fail;
     curl_multi_setopt(ce->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
     curl_multi_setopt(ce->multi, CURLMOPT_SOCKETDATA, ce);
@@ -148,6 +164,8 @@ void gb_curlev_free(struct gb_curlev *ce)
         curl_multi_cleanup(ce->multi);
     if (ce->timer != NULL)
         event_free(ce->timer);
+    if (ce->drainer != NULL)
+        event_free(ce->drainer);
     free(ce);
 }
 
@@ -181,6 +199,14 @@ int gb_curlev_add(struct gb_curlev *ce, struct gb_curlev_xfer *x, CURL *easy, gb
     if (curl_multi_add_handle(ce->multi, easy) != CURLM_OK) {
         x->cb = NULL;
         return GB_EIO;
+    }
+    if (!ce->in_action) {
+        int running;
+
+        ce->in_action = 1;
+        curl_multi_socket_action(ce->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        ce->in_action = 0;
+        event_active(ce->drainer, EV_TIMEOUT, 0);
     }
     return 0;
 }
