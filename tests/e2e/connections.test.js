@@ -41,16 +41,49 @@ function exchange(port, bytes, { timeoutMs = 10000 } = {}) {
 }
 
 /* The gauge and the refusal counter, read over a connection of its own
- * (that one counts itself). */
+ * (that one counts itself).  Resolves once the gateway closed that
+ * connection: it uncounts a connection before it closes the socket, so the
+ * next connection of the test never finds this one still counted. */
 async function counts(gw) {
-    const r = await request(`${gw.url}/metrics`, { headers: auth() });
-    assert.equal(r.status, 200, r.text.slice(0, 200));
+    const text = await exchange(Number(new URL(gw.url).port),
+        `GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: ${auth().authorization}\r\nConnection: close\r\n\r\n`);
+    assert.match(text, /^HTTP\/1\.1 200 /, text.slice(0, 300));
     const num = (name) => {
-        const m = r.text.match(new RegExp(`^${name} (\\d+)$`, 'm'));
+        const m = text.match(new RegExp(`^${name} (\\d+)$`, 'm'));
         assert.ok(m, `${name} missing from /metrics`);
         return Number(m[1]);
     };
     return { open: num('gemini_balance_client_connections'), refused: num('gemini_balance_client_connections_refused_total') };
+}
+
+/* Opens a connection that the gateway has surely counted: it answered a
+ * request on it (kept alive).  A bare connect() resolves on the kernel's
+ * handshake, before a worker accepted the socket; with two workers a later
+ * connection can be accepted and counted first. */
+async function counted(port) {
+    const s = await connect(port);
+    s.on('error', () => {});
+    let got = '';
+    await new Promise((resolve) => {
+        s.on('data', (c) => {
+            got += c.toString();
+            if (got.includes('"object":"list"')) resolve();
+        });
+        s.on('close', resolve); /* refused, or closed before answering */
+        s.write(`GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: ${auth().authorization}\r\n\r\n`);
+    });
+    assert.match(got, /^HTTP\/1\.1 200 /, `a connection below the limit: ${got.slice(0, 300)}`);
+    return s;
+}
+
+/* Ends a connection and waits until the gateway closed its side too, which
+ * it does after uncounting it. */
+function hangUp(s) {
+    return new Promise((resolve) => {
+        if (s.destroyed) return resolve();
+        s.on('close', resolve);
+        s.end();
+    });
 }
 
 /* Waits until only the metrics request's own connection is open. */
@@ -67,7 +100,7 @@ describe('MAX_CONNECTIONS', () => {
         await settled(gw, 'a quiet gateway');
         const before = (await counts(gw)).refused;
         const held = [];
-        for (let i = 0; i < LIMIT; i++) held.push(await connect(port));
+        for (let i = 0; i < LIMIT; i++) held.push(await counted(port));
         const text = await exchange(port, 'GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer x\r\n\r\n');
         const [head, body] = text.split('\r\n\r\n');
         assert.match(head, /^HTTP\/1\.1 503 /, text);
@@ -77,7 +110,7 @@ describe('MAX_CONNECTIONS', () => {
         assert.equal(err.code, 503);
         assert.equal(err.status, 'UNAVAILABLE');
         assert.match(err.message, /MAX_CONNECTIONS/);
-        for (const s of held) s.destroy();
+        await Promise.all(held.map(hangUp));
         await settled(gw, 'the held connections to be uncounted');
         const after = await counts(gw);
         assert.equal(after.refused, before + 1);
