@@ -1,9 +1,12 @@
 # gemini-balance - plain make + pkg-config (STYLE.md rule 20).
 #
 #   make run        install what is missing, build, write .env on first run, start
-#   make test       install what is missing, build, run unit + end-to-end tests
+#   make test       install what is missing, then: build, unit + end-to-end
+#                   tests; the same under ASan + UBSan (build-san); every
+#                   libFuzzer target for TEST_FUZZ_SECONDS (build/fuzz-ci).
+#                   Prints each phase's time; about 8 min on 2 cores.
 #   make demo       fake Gemini upstream + gateway wired to it, no real key needed
-#   make sanitize   every test under ASan + UBSan
+#   make sanitize   every test under ASan + UBSan (the second phase of make test)
 #   make valgrind   end-to-end suites with the gateway under valgrind memcheck
 #   make fuzz       libFuzzer targets (FUZZ_SECONDS each)
 #   make bench      nginx direct / nginx proxy / gemini-balance, side by side
@@ -33,7 +36,17 @@ TEST_SRCS := $(sort $(wildcard tests/unit/*/*_test.c))
 TEST_BINS := $(TEST_SRCS:tests/unit/%_test.c=$(BUILD)/tests/%_test)
 BIN       := $(BUILD)/gemini-balance
 
-.PHONY: all deps test-deps run test unit e2e demo sanitize valgrind fuzz bench format format-check clean
+NPROC     := $(shell nproc 2>/dev/null || echo 1)
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+# the short fuzz run of make test: seconds per target, and its own directory
+# (build/fuzz is left to long campaigns of make fuzz)
+TEST_FUZZ_SECONDS ?= 30
+TEST_FUZZ_BUILD   ?= build/fuzz-ci
+# $(call timed,PHASE,COMMAND): run COMMAND, then say how long PHASE took
+timed = t0=$$(date +%s); $(2) && echo "make test: $(1) passed in $$(( $$(date +%s) - t0 )) s"
+
+.PHONY: all deps test-deps run test unit e2e suite suite-san fuzz-short demo sanitize valgrind \
+        fuzz bench format format-check clean
 
 all: $(BIN)
 
@@ -80,18 +93,29 @@ e2e: $(BIN)
 	@GB_BIN=$(abspath $(BIN)) scripts/e2e.sh
 
 test: test-deps
-	@$(MAKE) --no-print-directory all
+	@$(call timed,unit + e2e,$(MAKE) --no-print-directory suite)
+	@$(call timed,unit + e2e under ASan + UBSan,$(MAKE) --no-print-directory suite-san)
+	@$(call timed,fuzz $(TEST_FUZZ_SECONDS) s per target,$(MAKE) --no-print-directory fuzz-short)
+
+# build (in parallel), then the unit tests, then the black-box tests
+suite:
+	@$(MAKE) --no-print-directory -j$(NPROC) all $(TEST_BINS)
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory e2e
+
+suite-san:
+	@$(MAKE) --no-print-directory BUILD=build-san OPT="-O1 -g" SAN="$(SAN_FLAGS)" suite
+
+fuzz-short:
+	@FUZZ_BUILD=$(TEST_FUZZ_BUILD) FUZZ_SECONDS=$(TEST_FUZZ_SECONDS) FUZZ_JOBS=$(NPROC) \
+		scripts/fuzz.sh
 
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/demo.sh $(BIN)
 
 sanitize: test-deps
-	@$(MAKE) --no-print-directory BUILD=build-san OPT="-O1 -g" \
-		SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
-		all unit e2e
+	@$(MAKE) --no-print-directory suite-san
 
 valgrind: test-deps
 	@$(MAKE) --no-print-directory BUILD=build-vg OPT="-O1 -g" MALLOC_LIBS= all

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# deps.sh build|test|bench - install the Debian (and npm) packages a target
-# needs, only those missing.  Safe to run again and again.
+# deps.sh build|test|bench|fuzz - install the Debian (and npm) packages a
+# target needs, only those missing.  Safe to run again and again.  test takes
+# clang too: make test ends with a short run of the libFuzzer targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want=(make gcc pkg-config libevent-dev libcurl4-gnutls-dev libjansson-dev libsqlite3-dev nettle-dev libhiredis-dev libssh2-1-dev libmimalloc-dev ca-certificates)
 case "${1:-build}" in
-  test)  want+=(libcmocka-dev nodejs npm curl chromium sqlite3 redis-server) ;;
+  test)  want+=(libcmocka-dev nodejs npm curl chromium sqlite3 redis-server clang libclang-rt-dev) ;;
   bench) want+=(nginx-light wrk curl) ;;
   fuzz)  want+=(clang libclang-rt-dev) ;;
 esac
