@@ -8,6 +8,7 @@
  */
 #include "test.h"
 #include "test_json.h"
+#include "test_schema.h"
 
 #include <jansson.h>
 
@@ -239,52 +240,17 @@ static void test_clean_root_ref(void **state)
     json_decref(in);
 }
 
-static size_t count_nodes(const json_t *s)
-{
-    const char *k;
-    json_t *v;
-    size_t i, n = 1;
-
-    json_object_foreach(json_object_get(s, "properties"), k, v)
-    {
-        n += count_nodes(v);
-    }
-    if (json_object_get(s, "items") != NULL)
-        n += count_nodes(json_object_get(s, "items"));
-    json_array_foreach(json_object_get(s, "anyOf"), i, v)
-    {
-        n += count_nodes(v);
-    }
-    return n;
-}
-
 /* Refs that fan out (40 properties each pointing at the next level) stop
  * near GB_SCHEMA_MAX_NODES instead of growing as 40^depth. */
 static void test_clean_fan_out_bounded(void **state)
 {
-    json_t *in = json_object(), *defs = json_object(), *got;
-    char name[16], ref[32], prop[16];
-    int level, k;
+    json_t *in = gb_test_fan_out_schema(), *got;
 
     (void)state;
-    for (level = 0; level < GB_SCHEMA_REF_DEPTH + 2; level++) {
-        json_t *props = json_object();
-
-        snprintf(ref, sizeof ref, "#/$defs/L%d", level + 1);
-        for (k = 0; k < 40; k++) {
-            snprintf(prop, sizeof prop, "p%d", k);
-            json_object_set_new(props, prop, json_pack("{s:s}", "$ref", ref));
-        }
-        snprintf(name, sizeof name, "L%d", level);
-        json_object_set_new(defs, name,
-                            json_pack("{s:s,s:o}", "type", "object", "properties", props));
-    }
-    json_object_set_new(in, "$defs", defs);
-    json_object_set_new(in, "$ref", json_string("#/$defs/L0"));
     got = gb_schema_clean(in);
     assert_non_null(got);
-    assert_true(count_nodes(got) <= GB_SCHEMA_MAX_NODES + 40 * (GB_SCHEMA_REF_DEPTH + 2));
-    assert_true(count_nodes(got) > 40 * 40);
+    assert_true(gb_test_count_nodes(got) <= GB_SCHEMA_MAX_NODES + 40 * (GB_SCHEMA_REF_DEPTH + 2));
+    assert_true(gb_test_count_nodes(got) > 40 * 40);
     json_decref(got);
     json_decref(in);
 }

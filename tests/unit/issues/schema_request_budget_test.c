@@ -8,6 +8,7 @@
  * GB_SCHEMA_REQUEST_NODES.
  */
 #include "test.h"
+#include "test_schema.h"
 
 #include <jansson.h>
 
@@ -15,49 +16,6 @@
 #include "api/schema.h"
 
 #define TOOLS 12
-
-/* Nodes of a cleaned schema (properties, items, anyOf). */
-static size_t count_nodes(const json_t *s)
-{
-    const char *k;
-    json_t *v;
-    size_t i, n = 1;
-
-    json_object_foreach(json_object_get(s, "properties"), k, v)
-    {
-        n += count_nodes(v);
-    }
-    if (json_object_get(s, "items") != NULL)
-        n += count_nodes(json_object_get(s, "items"));
-    json_array_foreach(json_object_get(s, "anyOf"), i, v)
-    {
-        n += count_nodes(v);
-    }
-    return n;
-}
-
-/* 40 properties per level, each a $ref to the next level. */
-static json_t *fan_out_schema(void)
-{
-    json_t *in = json_object(), *defs = json_object();
-    char name[16], ref[32], prop[16];
-
-    for (int level = 0; level < GB_SCHEMA_REF_DEPTH + 2; level++) {
-        json_t *props = json_object();
-
-        snprintf(ref, sizeof ref, "#/$defs/L%d", level + 1);
-        for (int k = 0; k < 40; k++) {
-            snprintf(prop, sizeof prop, "p%d", k);
-            json_object_set_new(props, prop, json_pack("{s:s}", "$ref", ref));
-        }
-        snprintf(name, sizeof name, "L%d", level);
-        json_object_set_new(defs, name,
-                            json_pack("{s:s,s:o}", "type", "object", "properties", props));
-    }
-    json_object_set_new(in, "$defs", defs);
-    json_object_set_new(in, "$ref", json_string("#/$defs/L0"));
-    return in;
-}
 
 static void test_one_request_shares_one_budget(void **state)
 {
@@ -70,8 +28,9 @@ static void test_one_request_shares_one_budget(void **state)
     for (int t = 0; t < TOOLS; t++) {
         char name[16];
         snprintf(name, sizeof name, "f%d", t);
-        json_array_append_new(tools, json_pack("{s:s,s:{s:s,s:o}}", "type", "function", "function",
-                                               "name", name, "parameters", fan_out_schema()));
+        json_array_append_new(tools,
+                              json_pack("{s:s,s:{s:s,s:o}}", "type", "function", "function", "name",
+                                        name, "parameters", gb_test_fan_out_schema()));
     }
     oai = json_pack("{s:s,s:[{s:s,s:s}],s:o}", "model", "gemini-2.5-flash", "messages", "role",
                     "user", "content", "hi", "tools", tools);
@@ -84,19 +43,20 @@ static void test_one_request_shares_one_budget(void **state)
     assert_int_equal(json_array_size(decls), TOOLS);
     json_array_foreach(decls, i, d)
     {
-        total += count_nodes(json_object_get(d, "parameters"));
+        total += gb_test_count_nodes(json_object_get(d, "parameters"));
     }
     /* without the shared budget: TOOLS x GB_SCHEMA_MAX_NODES */
     assert_true(total <= GB_SCHEMA_REQUEST_NODES + TOOLS * 40 * (GB_SCHEMA_REF_DEPTH + 2));
     /* the first tools got their full share */
-    assert_true(count_nodes(json_object_get(json_array_get(decls, 0), "parameters")) > 40 * 40);
+    assert_true(gb_test_count_nodes(json_object_get(json_array_get(decls, 0), "parameters")) >
+                40 * 40);
     json_decref(gem);
     json_decref(oai);
 }
 
 static void test_budget_drops_by_what_was_built(void **state)
 {
-    json_t *in = fan_out_schema(), *a, *b;
+    json_t *in = gb_test_fan_out_schema(), *a, *b;
     size_t budget = 3000, left;
 
     (void)state;
@@ -107,7 +67,8 @@ static void test_budget_drops_by_what_was_built(void **state)
     b = gb_schema_clean_budget(in, &budget);
     assert_non_null(b);
     assert_true(budget <= left);
-    assert_true(count_nodes(a) + count_nodes(b) <= 3000 + 2 * 40 * (GB_SCHEMA_REF_DEPTH + 2));
+    assert_true(gb_test_count_nodes(a) + gb_test_count_nodes(b) <=
+                3000 + 2 * 40 * (GB_SCHEMA_REF_DEPTH + 2));
     json_decref(a);
     json_decref(b);
     json_decref(in);
