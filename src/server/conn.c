@@ -78,6 +78,7 @@ struct gb_conns {
     size_t n_new, cap_new;
     struct refused_conn *lingering; /* list */
     int n_lingering;
+    long fd_cap;       /* fd_cap() at start-up: main raised the limit before */
     char refused[512]; /* refused_response, rendered once */
     size_t refused_len;
 };
@@ -332,7 +333,7 @@ static void on_adopt(evutil_socket_t fd, short what, void *arg)
 {
     struct gb_worker *w = arg;
     struct gb_conns *c = w->conns;
-    long limit = gb_cfg(w->ctx)->max_connections, cap = fd_cap();
+    long limit = gb_cfg(w->ctx)->max_connections, cap = c->fd_cap;
 
     (void)fd;
     (void)what;
@@ -395,6 +396,7 @@ int gb_conn_setup(struct gb_worker *w)
     if (c == NULL)
         return GB_ENOMEM;
     c->w = w;
+    c->fd_cap = fd_cap();
     c->adopt = event_new(w->base, -1, 0, on_adopt, w);
     c->deadline = evtimer_new(w->base, on_deadline, c);
     n = snprintf(c->refused, sizeof c->refused, refused_response, body_len, REFUSED_BODY);
@@ -409,11 +411,11 @@ int gb_conn_setup(struct gb_worker *w)
     c->refused_len = (size_t)n;
     w->conns = c;
     evhttp_set_bevcb(w->http, make_bev, w);
-    if (w->id == 0 && !warned && gb_cfg(w->ctx)->max_connections > fd_cap()) {
+    if (w->id == 0 && !warned && gb_cfg(w->ctx)->max_connections > c->fd_cap) {
         warned = 1;
         gb_info("client connections: at most %ld, what the open-files limit allows "
                 "(MAX_CONNECTIONS is %ld; raise ulimit -n for more)",
-                fd_cap(), gb_cfg(w->ctx)->max_connections);
+                c->fd_cap, gb_cfg(w->ctx)->max_connections);
     }
     return 0;
 }
