@@ -13,6 +13,7 @@
 
 #include "api/openai_chat.h"
 #include "api/routes.h"
+#include "core/err.h"
 #include "core/jsonw.h"
 #include "core/log.h"
 #include "core/rand.h"
@@ -51,65 +52,115 @@ static void chat_opts(const struct gb_config *cfg, struct gb_chat_opts *o)
     o->show_search_link = cfg->show_search_link;
 }
 
-/* Token counts for the request log, from a Gemini usageMetadata. */
-static void take_usage(struct gb_req *r, const json_t *u)
+/* Token counts for the request log, from Gemini's usageMetadata. */
+static void take_usage(struct gb_req *r, const struct gb_gem_usage *u)
 {
-    if (!json_is_object(u))
-        return;
-    r->prompt_tokens = (int)json_integer_value(json_object_get(u, "promptTokenCount"));
-    r->completion_tokens = (int)(json_integer_value(json_object_get(u, "candidatesTokenCount")) +
-                                 json_integer_value(json_object_get(u, "thoughtsTokenCount")));
-    r->total_tokens = (int)json_integer_value(json_object_get(u, "totalTokenCount"));
+    r->prompt_tokens = (int)u->prompt;
+    r->completion_tokens = (int)(u->candidates + u->thoughts);
+    r->total_tokens = (int)u->total;
+}
+
+/* The answer, when not JSON or empty: another key is tried, or the client
+ * learns why not.  Returns 1 when it was either. */
+static int bad_answer(struct gb_req *r, int json, int empty)
+{
+    if (!json) {
+        /* a cut-off or garbled 2xx: not the key's fault, try another */
+        if (gb_upstream_retry(r, "answer is not JSON") == 0)
+            return 1;
+        r->error = "upstream answer is not JSON";
+        gb_req_error(r, 502, "bad_upstream_response", NULL,
+                     "the upstream answer was not JSON on every attempt");
+        return 1;
+    }
+    if (empty) {
+        if (gb_upstream_retry(r, "empty answer") == 0)
+            return 1;
+        r->error = "empty upstream answer";
+        gb_req_error(r, 502, "empty_response", NULL,
+                     "the upstream answered with an empty response on every attempt");
+        return 1;
+    }
+    return 0;
 }
 
 /* FAKE_STREAM_ENABLED: the whole answer has the shape of one stream event,
- * so it goes through the stream translator and out as chunks. */
-static void fake_stream_answer(struct gb_req *r, json_t *gem)
+ * so it goes through the stream translator and out as chunks (ev: scanned,
+ * else gem: parsed). */
+static void fake_stream_answer(struct gb_req *r, const struct gb_gem_event *ev, const json_t *gem)
 {
+    int rc;
+
     if (!r->reply_started)
         gb_req_stream_start(r, NULL);
-    if (gb_chat_stream_event(&r->cs, gem, &r->out) < 0 ||
-        gb_chat_stream_finish(&r->cs, &r->out) < 0)
+    rc = ev ? gb_chat_stream_scanned(&r->cs, ev, &r->out)
+            : gb_chat_stream_event(&r->cs, gem, &r->out);
+    if (rc < 0 || gb_chat_stream_finish(&r->cs, &r->out) < 0)
         r->error = "answer too large";
-    json_decref(gem);
     gb_req_stream_end(r);
+}
+
+/* The common answer (text, thoughts, usage), read by gb_gem_scan and
+ * written straight as JSON.  Returns 0 when it was not of that shape. */
+static int on_body_scanned(struct gb_req *r, const struct gb_chat_opts *opts, const char *id)
+{
+    struct gb_gem_event ev;
+    struct gb_buf out;
+
+    gb_gem_init(&ev);
+    if (gb_gem_scan(&ev, r->up_body.data, r->up_body.len, opts->show_thinking,
+                    opts->show_search_link) < 0) {
+        gb_gem_release(&ev);
+        return 0;
+    }
+    if (ev.has_usage)
+        take_usage(r, &ev.usage);
+    if (bad_answer(r, 1, gb_gem_is_empty(&ev))) {
+        gb_gem_release(&ev);
+        return 1;
+    }
+    if (r->client_stream) {
+        fake_stream_answer(r, &ev, NULL);
+        gb_gem_release(&ev);
+        return 1;
+    }
+    gb_buf_init(&out, SIZE_MAX);
+    if (gb_chat_response_write(&ev, &r->chat, opts, id, (long long)time(NULL), &out) < 0)
+        gb_req_error(r, 500, "internal_error", NULL, "out of memory");
+    else
+        gb_req_reply(r, 200, "application/json", out.data, out.len);
+    gb_buf_release(&out);
+    gb_gem_release(&ev);
+    return 1;
 }
 
 static void on_body(struct gb_req *r)
 {
     struct gb_chat_opts opts;
+    struct gb_gem_usage u;
     json_t *gem, *resp;
     char id[GB_CHAT_ID_RAND + 16], rnd[GB_CHAT_ID_RAND + 1];
     char *s;
 
-    gem = json_loadb(r->up_body.data, r->up_body.len, 0, NULL);
-    if (!json_is_object(gem)) {
-        json_decref(gem);
-        /* a cut-off or garbled 2xx: not the key's fault, try another */
-        if (gb_upstream_retry(r, "answer is not JSON") == 0)
-            return;
-        r->error = "upstream answer is not JSON";
-        gb_req_error(r, 502, "bad_upstream_response", NULL,
-                     "the upstream answer was not JSON on every attempt");
-        return;
-    }
-    take_usage(r, json_object_get(gem, "usageMetadata"));
-    if (gb_chat_response_is_empty(gem)) {
-        json_decref(gem);
-        if (gb_upstream_retry(r, "empty answer") == 0)
-            return;
-        r->error = "empty upstream answer";
-        gb_req_error(r, 502, "empty_response", NULL,
-                     "the upstream answered with an empty response on every attempt");
-        return;
-    }
-    if (r->client_stream) {
-        fake_stream_answer(r, gem);
-        return;
-    }
     chat_opts(gb_cfg(r->w->ctx), &opts);
     gb_rand_alnum(rnd, GB_CHAT_ID_RAND);
     snprintf(id, sizeof id, "chatcmpl-%s", rnd);
+    if (on_body_scanned(r, &opts, id))
+        return;
+    gem = json_loadb(r->up_body.data, r->up_body.len, 0, NULL);
+    if (json_is_object(json_object_get(gem, "usageMetadata"))) {
+        gb_chat_usage_read(json_object_get(gem, "usageMetadata"), &u);
+        take_usage(r, &u);
+    }
+    if (bad_answer(r, json_is_object(gem), json_is_object(gem) && gb_chat_response_is_empty(gem))) {
+        json_decref(gem);
+        return;
+    }
+    if (r->client_stream) {
+        fake_stream_answer(r, NULL, gem);
+        json_decref(gem);
+        return;
+    }
     resp = gb_chat_response_from_gemini(gem, &r->chat, &opts, id, (long long)time(NULL));
     s = resp ? gb_jsonw_dumps(resp, NULL) : NULL;
     if (s == NULL)
@@ -147,6 +198,9 @@ static int on_event(struct gb_req *r, const char *data, size_t len)
 
     if (len == 0)
         return 0;
+    rc = gb_chat_stream_text(&r->cs, data, len, !r->relaying, &r->out);
+    if (rc != GB_EAGAIN)
+        return rc < 0 ? -1 : 0;
     ev = json_loadb(data, len, 0, NULL);
     if (!json_is_object(ev)) {
         json_decref(ev);
@@ -167,7 +221,8 @@ static int on_event(struct gb_req *r, const char *data, size_t len)
 
 static void on_stream_end(struct gb_req *r)
 {
-    take_usage(r, r->cs.usage);
+    if (r->cs.has_usage)
+        take_usage(r, &r->cs.usage);
     gb_chat_stream_finish(&r->cs, &r->out);
 }
 

@@ -1054,42 +1054,87 @@ static json_t *finish_json(const char *gemini_reason, int has_tool_calls)
     return json_string(r);
 }
 
-static json_int_t count(const json_t *um, const char *key)
+void gb_chat_usage_read(const json_t *um, struct gb_gem_usage *u)
 {
-    return json_integer_value(json_object_get(um, key));
+    const json_t *thoughts = json_object_get(um, "thoughtsTokenCount");
+    const json_t *total = json_object_get(um, "totalTokenCount");
+    const json_t *cached = json_object_get(um, "cachedContentTokenCount");
+
+    memset(u, 0, sizeof *u);
+    u->prompt = json_integer_value(json_object_get(um, "promptTokenCount"));
+    u->candidates = json_integer_value(json_object_get(um, "candidatesTokenCount"));
+    u->thoughts = json_integer_value(thoughts);
+    u->total = json_integer_value(total);
+    u->cached = json_integer_value(cached);
+    u->has_thoughts = json_is_integer(thoughts);
+    u->has_total = json_is_integer(total);
+    u->has_cached = json_is_integer(cached);
 }
 
-/* OpenAI usage from usageMetadata; um may be NULL (all counts 0). */
-static json_t *usage_new(const json_t *um)
+/* Sums that wrap instead of overflowing on absurd counts. */
+static long long add_ll(long long a, long long b)
 {
-    json_int_t prompt = count(um, "promptTokenCount");
-    json_int_t thoughts = count(um, "thoughtsTokenCount");
-    json_int_t completion = count(um, "candidatesTokenCount") + thoughts;
-    json_int_t total = count(um, "totalTokenCount");
-    json_t *u;
+    return (long long)((unsigned long long)a + (unsigned long long)b);
+}
 
-    if (!json_is_integer(json_object_get(um, "totalTokenCount")))
-        total = prompt + completion;
-    u = json_pack("{s:I,s:I,s:I}", "prompt_tokens", prompt, "completion_tokens", completion,
-                  "total_tokens", total);
-    if (u != NULL && json_is_integer(json_object_get(um, "cachedContentTokenCount")) &&
-        json_object_set_new(
-            u, "prompt_tokens_details",
-            json_pack("{s:I}", "cached_tokens", count(um, "cachedContentTokenCount"))) < 0)
+/* OpenAI's usage numbers: completion counts thoughts too; total is
+ * Gemini's, else the sum. */
+static void usage_counts(const struct gb_gem_usage *u, long long *completion, long long *total)
+{
+    *completion = add_ll(u->candidates, u->thoughts);
+    *total = u->has_total ? u->total : add_ll(u->prompt, *completion);
+}
+
+/* OpenAI usage as a tree. */
+static json_t *usage_new(const struct gb_gem_usage *u)
+{
+    long long completion, total;
+    json_t *o;
+
+    usage_counts(u, &completion, &total);
+    o = json_pack("{s:I,s:I,s:I}", "prompt_tokens", (json_int_t)u->prompt, "completion_tokens",
+                  (json_int_t)completion, "total_tokens", (json_int_t)total);
+    if (o != NULL && u->has_cached &&
+        json_object_set_new(o, "prompt_tokens_details",
+                            json_pack("{s:I}", "cached_tokens", (json_int_t)u->cached)) < 0)
         goto fail;
-    if (u != NULL && json_is_integer(json_object_get(um, "thoughtsTokenCount")) &&
-        json_object_set_new(u, "completion_tokens_details",
-                            json_pack("{s:I}", "reasoning_tokens", thoughts)) < 0)
+    if (o != NULL && u->has_thoughts &&
+        json_object_set_new(o, "completion_tokens_details",
+                            json_pack("{s:I}", "reasoning_tokens", (json_int_t)u->thoughts)) < 0)
         goto fail;
-    return u;
+    return o;
 fail:
-    json_decref(u);
+    json_decref(o);
     return NULL;
+}
+
+/* The same usage written as compact JSON text (the bytes of usage_new's
+ * tree). */
+static int usage_write(struct gb_buf *b, const struct gb_gem_usage *u)
+{
+    long long completion, total;
+    int rc;
+
+    usage_counts(u, &completion, &total);
+    rc =
+        gb_buf_printf(b, "{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"total_tokens\":%lld",
+                      u->prompt, completion, total);
+    if (rc == 0 && u->has_cached)
+        rc = gb_buf_printf(b, ",\"prompt_tokens_details\":{\"cached_tokens\":%lld}", u->cached);
+    if (rc == 0 && u->has_thoughts)
+        rc = gb_buf_printf(b, ",\"completion_tokens_details\":{\"reasoning_tokens\":%lld}",
+                           u->thoughts);
+    return rc ? rc : gb_buf_puts(b, "}");
 }
 
 json_t *gb_chat_usage_from_gemini(const json_t *usage_metadata)
 {
-    return usage_metadata ? usage_new(usage_metadata) : NULL;
+    struct gb_gem_usage u;
+
+    if (usage_metadata == NULL)
+        return NULL;
+    gb_chat_usage_read(usage_metadata, &u);
+    return usage_new(&u);
 }
 
 /* What one candidate's parts add up to. */
@@ -1432,14 +1477,21 @@ fail:
     return NULL;
 }
 
+static json_t *usage_of(const json_t *gem)
+{
+    struct gb_gem_usage u;
+
+    gb_chat_usage_read(json_object_get(gem, "usageMetadata"), &u);
+    return usage_new(&u);
+}
+
 json_t *gb_chat_response_from_gemini(const json_t *gem, const struct gb_chat_req *req,
                                      const struct gb_chat_opts *opts, const char *id,
                                      long long created)
 {
     return json_pack("{s:s,s:s,s:I,s:s,s:o,s:o}", "id", id, "object", "chat.completion", "created",
                      (json_int_t)created, "model", req->client_model, "choices",
-                     choices_new(gem, id, opts), "usage",
-                     usage_new(json_object_get(gem, "usageMetadata")));
+                     choices_new(gem, id, opts), "usage", usage_of(gem));
 }
 
 int gb_chat_response_is_empty(const json_t *gem)
@@ -1471,74 +1523,92 @@ void gb_chat_stream_init(struct gb_chat_stream *s, const struct gb_chat_req *req
     s->show_search_link = opts != NULL && opts->show_search_link;
     s->show_thinking = opts != NULL && opts->show_thinking;
     s->n = req->n;
+    gb_gem_init(&s->ev);
+    gb_buf_init(&s->head, 1024 + 6 * GB_MODEL_NAME_MAX);
 }
 
 void gb_chat_stream_release(struct gb_chat_stream *s)
 {
-    json_decref(s->usage);
     json_decref(s->grounding);
-    s->usage = NULL;
     s->grounding = NULL;
+    gb_gem_release(&s->ev);
+    gb_buf_release(&s->head);
 }
 
-/* Writes "data: <compact json>\n\n" and drops the chunk.  json_dumps costs
- * one malloc per chunk; in exchange the append is all-or-nothing (a chunk is
- * never half written when out is full). */
-static json_t *chunk_new(const struct gb_chat_stream *s, json_t *choices)
+/* What one chunk's delta carries. */
+struct delta {
+    const char *text; /* content */
+    size_t text_len;
+    const char *thoughts; /* reasoning_content */
+    size_t thoughts_len;
+    const json_t *tool_calls; /* array, or NULL for none */
+};
+
+/* Appends the head every chunk shares, "data: {"id":..,"object":
+ * "chat.completion.chunk","created":..,"model":..,"choices":[", made once
+ * per stream. */
+static int chunk_head(struct gb_chat_stream *s, struct gb_buf *out)
 {
-    return json_pack("{s:s,s:s,s:I,s:s,s:o}", "id", s->id, "object", "chat.completion.chunk",
-                     "created", (json_int_t)s->created, "model", s->model, "choices", choices);
+    struct gb_buf *h = &s->head;
+    int rc = 0;
+
+    if (h->len == 0) {
+        rc = gb_buf_puts(h, "data: {\"id\":");
+        rc = rc ? rc : gb_jsonw_cstring(h, s->id);
+        rc = rc ? rc
+                : gb_buf_printf(h, ",\"object\":\"chat.completion.chunk\",\"created\":%lld",
+                                s->created);
+        rc = rc ? rc : gb_buf_puts(h, ",\"model\":");
+        rc = rc ? rc : gb_jsonw_cstring(h, s->model);
+        rc = rc ? rc : gb_buf_puts(h, ",\"choices\":[");
+        if (rc < 0) {
+            gb_buf_reset(h);
+            return rc;
+        }
+    }
+    return gb_buf_append(out, h->data, h->len);
 }
+
+_Static_assert(GB_CHAT_MAX_CHOICES <= 10, "a choice index is one digit in stream_choice");
 
 /* Writes one chunk with one choice straight as JSON text (the same bytes
- * jansson would dump for chunk_new(...)): a tree per event cost more than
- * the rest of the relay. */
-static int stream_choice(struct gb_chat_stream *s, int idx, struct cand *c, const char *reason,
-                         struct gb_buf *out)
+ * jansson would dump for the chunk as a tree): a tree per event cost more
+ * than the rest of the relay. */
+static int stream_choice(struct gb_chat_stream *s, int idx, const struct delta *d,
+                         const char *reason, struct gb_buf *out)
 {
-    int ntools = (int)json_array_size(c->tool_calls);
+    int ntools = (int)json_array_size(d->tool_calls);
     const char *fr = gb_chat_finish_reason(reason);
     int rc, first = !s->role_sent[idx];
     size_t start = out->len;
-    char num[32];
+    char num[] = "{\"index\":0,\"delta\":{";
 
     if (fr != NULL && s->tool_calls[idx] + ntools > 0 && strcmp(fr, "stop") == 0)
         fr = "tool_calls";
-    rc = gb_buf_puts(out, "data: {\"id\":");
-    rc = rc ? rc : gb_jsonw_cstring(out, s->id);
-    snprintf(num, sizeof num, "%lld", s->created);
-    rc = rc ? rc : gb_buf_puts(out, ",\"object\":\"chat.completion.chunk\",\"created\":");
+    rc = chunk_head(s, out);
+    num[9] = (char)('0' + idx); /* 0 <= idx < GB_CHAT_MAX_CHOICES <= 10 */
     rc = rc ? rc : gb_buf_puts(out, num);
-    rc = rc ? rc : gb_buf_puts(out, ",\"model\":");
-    rc = rc ? rc : gb_jsonw_cstring(out, s->model);
-    snprintf(num, sizeof num, "%d", idx);
-    rc = rc ? rc : gb_buf_puts(out, ",\"choices\":[{\"index\":");
-    rc = rc ? rc : gb_buf_puts(out, num);
-    rc = rc ? rc : gb_buf_puts(out, ",\"delta\":{");
     if (first) {
         rc = rc ? rc : gb_buf_puts(out, "\"role\":\"assistant\"");
-        if (c->text.len == 0)
+        if (d->text_len == 0)
             rc = rc ? rc : gb_buf_puts(out, ntools > 0 ? ",\"content\":null" : ",\"content\":\"\"");
     }
-    if (c->text.len > 0) {
+    if (d->text_len > 0) {
         rc = rc ? rc : gb_buf_puts(out, first ? ",\"content\":" : "\"content\":");
-        rc = rc ? rc : gb_jsonw_string(out, c->text.data, c->text.len);
+        rc = rc ? rc : gb_jsonw_string(out, d->text, d->text_len);
     }
-    if (c->thoughts.len > 0) {
+    if (d->thoughts_len > 0) {
         rc = rc ? rc
-                : gb_buf_puts(out, first || c->text.len > 0 ? ",\"reasoning_content\":"
+                : gb_buf_puts(out, first || d->text_len > 0 ? ",\"reasoning_content\":"
                                                             : "\"reasoning_content\":");
-        rc = rc ? rc : gb_jsonw_string(out, c->thoughts.data, c->thoughts.len);
+        rc = rc ? rc : gb_jsonw_string(out, d->thoughts, d->thoughts_len);
     }
     if (ntools > 0) {
-        char *tools = json_dumps(c->tool_calls, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        rc = rc ? rc : tools ? 0 : GB_ENOMEM;
         rc = rc ? rc
-                : gb_buf_puts(out, first || c->text.len > 0 || c->thoughts.len > 0
+                : gb_buf_puts(out, first || d->text_len > 0 || d->thoughts_len > 0
                                        ? ",\"tool_calls\":"
                                        : "\"tool_calls\":");
-        rc = rc ? rc : gb_buf_puts(out, tools);
-        free(tools);
+        rc = rc ? rc : gb_jsonw_value(out, d->tool_calls);
     }
     rc = rc ? rc : gb_buf_puts(out, "},\"logprobs\":null,\"finish_reason\":");
     if (fr != NULL)
@@ -1551,10 +1621,21 @@ static int stream_choice(struct gb_chat_stream *s, int idx, struct cand *c, cons
     if (rc == 0) {
         s->role_sent[idx] = 1;
         s->tool_calls[idx] += ntools;
-        if (c->text.len > 0)
-            s->last_char[idx] = c->text.data[c->text.len - 1];
+        if (d->text_len > 0)
+            s->last_char[idx] = d->text[d->text_len - 1];
     }
     return rc;
+}
+
+/* The web sources remembered for choice idx (NULL when none). */
+static json_t *stream_sources_of(const struct gb_chat_stream *s, int idx)
+{
+    char key[16];
+
+    if (s->grounding == NULL)
+        return NULL;
+    snprintf(key, sizeof key, "%d", idx);
+    return json_object_get(s->grounding, key);
 }
 
 /* Remembers the candidate's web sources under its choice index. */
@@ -1574,6 +1655,17 @@ static int stream_sources(struct gb_chat_stream *s, int idx, const json_t *cand,
     return sources_add(*list, cand);
 }
 
+/* Sends a choice's delta when it carries anything, or is the choice's
+ * first. */
+static int stream_delta(struct gb_chat_stream *s, int idx, const struct delta *d,
+                        const char *reason, struct gb_buf *out)
+{
+    if (reason != NULL || d->text_len > 0 || d->thoughts_len > 0 ||
+        json_array_size(d->tool_calls) > 0 || !s->role_sent[idx])
+        return stream_choice(s, idx, d, reason, out);
+    return 0;
+}
+
 static int stream_candidate(struct gb_chat_stream *s, const json_t *cand, size_t pos,
                             struct gb_buf *out)
 {
@@ -1583,6 +1675,7 @@ static int stream_candidate(struct gb_chat_stream *s, const json_t *cand, size_t
     json_t *sources = NULL;
     struct cand_ctx cx = {s->id, index, 0, 1, s->show_thinking, '\0'};
     struct cand c;
+    struct delta d;
     int idx, rc;
 
     if (index < 0 || index >= GB_CHAT_MAX_CHOICES)
@@ -1595,9 +1688,10 @@ static int stream_candidate(struct gb_chat_stream *s, const json_t *cand, size_t
         rc = stream_sources(s, idx, cand, &sources);
     if (rc == 0 && reason != NULL)
         rc = sources_render(&c.text, sources);
-    if (rc == 0 && (reason != NULL || c.text.len > 0 || c.thoughts.len > 0 ||
-                    json_array_size(c.tool_calls) > 0 || !s->role_sent[idx]))
-        rc = stream_choice(s, idx, &c, reason, out);
+    if (rc == 0) {
+        d = (struct delta){c.text.data, c.text.len, c.thoughts.data, c.thoughts.len, c.tool_calls};
+        rc = stream_delta(s, idx, &d, reason, out);
+    }
     cand_release(&c);
     return rc;
 }
@@ -1606,16 +1700,17 @@ static int stream_candidate(struct gb_chat_stream *s, const json_t *cand, size_t
  * filtered (any reason maps to content_filter, whatever blockReason says). */
 static int stream_blocked(struct gb_chat_stream *s, const char *reason, struct gb_buf *out)
 {
-    struct cand c;
+    struct gb_buf text;
+    struct delta d;
     int rc;
 
-    gb_buf_init(&c.text, GB_CHAT_TEXT_MAX);
-    gb_buf_init(&c.thoughts, 0);
-    c.tool_calls = json_array();
-    rc = c.tool_calls ? blocked_text(&c.text, reason) : GB_ENOMEM;
-    if (rc == 0)
-        rc = stream_choice(s, 0, &c, "SAFETY", out);
-    cand_release(&c);
+    gb_buf_init(&text, GB_CHAT_TEXT_MAX);
+    rc = blocked_text(&text, reason);
+    if (rc == 0) {
+        d = (struct delta){text.data, text.len, NULL, 0, NULL};
+        rc = stream_choice(s, 0, &d, "SAFETY", out);
+    }
+    gb_buf_release(&text);
     return rc;
 }
 
@@ -1629,9 +1724,8 @@ int gb_chat_stream_event(struct gb_chat_stream *s, const json_t *event, struct g
     if (s->finished)
         return GB_EINVAL;
     if (json_is_object(um)) {
-        /* the event is not changed after this: sharing it beats a deep copy */
-        json_decref(s->usage);
-        s->usage = json_incref((json_t *)um);
+        gb_chat_usage_read(um, &s->usage);
+        s->has_usage = 1;
     }
     if (json_array_size(cands) == 0) {
         if (block_reason(event) != NULL)
@@ -1647,31 +1741,153 @@ int gb_chat_stream_event(struct gb_chat_stream *s, const json_t *event, struct g
     return 0;
 }
 
+/* Text of a range of a scan buffer ("" when empty: the buffer may never
+ * have been written). */
+static const char *range(const struct gb_buf *b, size_t off, size_t len)
+{
+    return len > 0 ? b->data + off : "";
+}
+
+/* A scanned candidate: as stream_candidate, with no tool calls or code
+ * (the scan refuses those) and no new sources (refused too), only the ones
+ * earlier events brought, shown with the finish reason. */
+static int stream_scanned_cand(struct gb_chat_stream *s, const struct gb_gem_event *ev,
+                               const struct gb_gem_cand *gc, struct gb_buf *out)
+{
+    struct delta d = {range(&ev->text, gc->text_off, gc->text_len), gc->text_len,
+                      range(&ev->thoughts, gc->thought_off, gc->thought_len), gc->thought_len,
+                      NULL};
+    const char *reason = gc->has_reason ? gc->reason : NULL;
+    const json_t *sources;
+    struct gb_buf text;
+    int rc;
+
+    if (gc->index < 0 || gc->index >= GB_CHAT_MAX_CHOICES)
+        return 0;
+    sources = s->show_search_link ? stream_sources_of(s, (int)gc->index) : NULL;
+    if (reason == NULL || json_array_size(sources) == 0)
+        return stream_delta(s, (int)gc->index, &d, reason, out);
+    gb_buf_init(&text, GB_CHAT_TEXT_MAX);
+    rc = gb_buf_append(&text, d.text, d.text_len);
+    if (rc == 0)
+        rc = sources_render(&text, sources);
+    if (rc == 0) {
+        d.text = text.data;
+        d.text_len = text.len;
+        rc = stream_delta(s, (int)gc->index, &d, reason, out);
+    }
+    gb_buf_release(&text);
+    return rc;
+}
+
+int gb_chat_stream_scanned(struct gb_chat_stream *s, const struct gb_gem_event *ev,
+                           struct gb_buf *out)
+{
+    int rc;
+
+    if (s->finished)
+        return GB_EINVAL;
+    if (ev->has_usage) {
+        s->usage = ev->usage;
+        s->has_usage = 1;
+    }
+    for (size_t i = 0; i < ev->ncand; i++) {
+        rc = stream_scanned_cand(s, ev, &ev->cand[i], out);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int gb_chat_stream_text(struct gb_chat_stream *s, const char *p, size_t n, int skip_empty,
+                        struct gb_buf *out)
+{
+    if (s->finished)
+        return GB_EINVAL;
+    if (gb_gem_scan(&s->ev, p, n, s->show_thinking, s->show_search_link) < 0)
+        return GB_EAGAIN;
+    if (skip_empty && gb_gem_is_empty(&s->ev))
+        return 0;
+    return gb_chat_stream_scanned(s, &s->ev, out);
+}
+
 int gb_chat_stream_finish(struct gb_chat_stream *s, struct gb_buf *out)
 {
-    char *js = NULL;
-    int rc;
+    size_t start = out->len;
+    int rc = 0;
 
     if (s->finished)
         return 0;
     if (s->include_usage) {
-        json_t *chunk = chunk_new(s, json_array());
-
-        if (chunk == NULL || json_object_set_new(chunk, "usage", usage_new(s->usage)) < 0) {
-            json_decref(chunk);
-            return GB_ENOMEM;
-        }
-        js = json_dumps(chunk, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        json_decref(chunk);
-        if (js == NULL)
-            return GB_ENOMEM;
+        rc = chunk_head(s, out);
+        rc = rc ? rc : gb_buf_puts(out, "],\"usage\":");
+        rc = rc ? rc : usage_write(out, &s->usage);
+        rc = rc ? rc : gb_buf_puts(out, "}\n\n");
     }
-    if (js != NULL)
-        rc = gb_buf_printf(out, "data: %s\n\ndata: [DONE]\n\n", js);
+    rc = rc ? rc : gb_buf_puts(out, "data: [DONE]\n\n");
+    if (rc < 0) {
+        gb_buf_truncate(out, start);
+        return rc;
+    }
+    s->finished = 1;
+    return 0;
+}
+
+/* ---- 10. whole reply from a scan ---------------------------------------- */
+
+static int write_choice(struct gb_buf *b, long long index, const char *text, size_t text_len,
+                        const char *thoughts, size_t thoughts_len, const char *reason)
+{
+    const char *fr = gb_chat_finish_reason(reason);
+    int rc =
+        gb_buf_printf(b, "{\"index\":%lld,\"message\":{\"role\":\"assistant\",\"content\":", index);
+
+    if (text_len > 0)
+        rc = rc ? rc : gb_jsonw_string(b, text, text_len);
     else
-        rc = gb_buf_puts(out, "data: [DONE]\n\n");
-    free(js);
-    if (rc == 0)
-        s->finished = 1;
+        rc = rc ? rc : gb_buf_puts(b, "null");
+    if (thoughts_len > 0) {
+        rc = rc ? rc : gb_buf_puts(b, ",\"reasoning_content\":");
+        rc = rc ? rc : gb_jsonw_string(b, thoughts, thoughts_len);
+    }
+    rc = rc ? rc : gb_buf_puts(b, "},\"logprobs\":null,\"finish_reason\":");
+    if (fr != NULL)
+        rc = rc ? rc : gb_jsonw_cstring(b, fr);
+    else
+        rc = rc ? rc : gb_buf_puts(b, "null");
+    return rc ? rc : gb_buf_puts(b, "}");
+}
+
+int gb_chat_response_write(const struct gb_gem_event *ev, const struct gb_chat_req *req,
+                           const struct gb_chat_opts *opts, const char *id, long long created,
+                           struct gb_buf *out)
+{
+    size_t start = out->len;
+    int rc;
+
+    (void)opts; /* sources and thoughts were settled by the scan */
+    rc = gb_buf_puts(out, "{\"id\":");
+    rc = rc ? rc : gb_jsonw_cstring(out, id);
+    rc = rc ? rc : gb_buf_printf(out, ",\"object\":\"chat.completion\",\"created\":%lld", created);
+    rc = rc ? rc : gb_buf_puts(out, ",\"model\":");
+    rc = rc ? rc : gb_jsonw_cstring(out, req->client_model);
+    rc = rc ? rc : gb_buf_puts(out, ",\"choices\":[");
+    for (size_t i = 0; i < ev->ncand && rc == 0; i++) {
+        const struct gb_gem_cand *c = &ev->cand[i];
+
+        if (i > 0)
+            rc = gb_buf_puts(out, ",");
+        rc = rc ? rc
+                : write_choice(out, c->index, range(&ev->text, c->text_off, c->text_len),
+                               c->text_len, range(&ev->thoughts, c->thought_off, c->thought_len),
+                               c->thought_len, c->has_reason ? c->reason : NULL);
+    }
+    if (ev->ncand == 0) /* no candidates and no block reason: one empty choice */
+        rc = rc ? rc : write_choice(out, 0, "", 0, "", 0, "STOP");
+    rc = rc ? rc : gb_buf_puts(out, "],\"usage\":");
+    rc = rc ? rc : usage_write(out, &ev->usage);
+    rc = rc ? rc : gb_buf_puts(out, "}");
+    if (rc < 0)
+        gb_buf_truncate(out, start);
     return rc;
 }

@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "api/gemini_scan.h"
 #include "core/buf.h"
 
 /* Longest model name we accept from a client, in bytes. */
@@ -188,9 +189,12 @@ struct gb_chat_stream {
     unsigned char role_sent[GB_CHAT_MAX_CHOICES]; /* per choice index: first chunk sent */
     int tool_calls[GB_CHAT_MAX_CHOICES];          /* per choice index: tool calls sent so far */
     char last_char[GB_CHAT_MAX_CHOICES];          /* per choice index: last content byte sent */
-    json_t *usage;                                /* last usageMetadata seen, owned */
-    json_t *grounding; /* {"<choice index>": [{"uri","title"}...]} sources seen, owned */
-    int finished;      /* 1 once gb_chat_stream_finish wrote [DONE] */
+    int has_usage;                                /* 1: a usageMetadata came */
+    struct gb_gem_usage usage;                    /* the last usageMetadata seen */
+    json_t *grounding;      /* {"<choice index>": [{"uri","title"}...]} sources seen, owned */
+    struct gb_gem_event ev; /* gb_chat_stream_text's scan, its buffers reused */
+    struct gb_buf head;     /* the text every chunk starts with, made once */
+    int finished;           /* 1 once gb_chat_stream_finish wrote [DONE] */
 };
 
 /* Sets up stream state (copies id and req->client_model); allocates nothing.
@@ -220,6 +224,33 @@ void gb_chat_stream_init(struct gb_chat_stream *s, const struct gb_chat_req *req
  */
 int gb_chat_stream_event(struct gb_chat_stream *s, const json_t *event, struct gb_buf *out);
 
+/*
+ * The same for an event given as JSON text, read with gb_gem_scan when it
+ * has the common shape (text, thoughts, finishReason, usage): the chunks
+ * are those gb_chat_stream_event would write for the parsed event, without
+ * a jansson tree.  skip_empty 1 writes and remembers nothing for an event
+ * gb_chat_response_is_empty would call empty.  Returns GB_EAGAIN, having
+ * done nothing, when the event is not of that shape (or not JSON): parse it
+ * and call gb_chat_stream_event.  Otherwise as gb_chat_stream_event.
+ */
+int gb_chat_stream_text(struct gb_chat_stream *s, const char *p, size_t n, int skip_empty,
+                        struct gb_buf *out);
+
+/* Translates a scanned event (gb_gem_scan, with keep_thoughts =
+ * opts->show_thinking and refuse_grounding = opts->show_search_link) as
+ * gb_chat_stream_event does the parsed one. */
+int gb_chat_stream_scanned(struct gb_chat_stream *s, const struct gb_gem_event *ev,
+                           struct gb_buf *out);
+
+/*
+ * Appends the chat.completion gb_chat_response_from_gemini would give for
+ * a scanned answer (gb_gem_scan as above), dumped as compact JSON, the
+ * same bytes.  Returns 0, GB_ETOOBIG or GB_ENOMEM.
+ */
+int gb_chat_response_write(const struct gb_gem_event *ev, const struct gb_chat_req *req,
+                           const struct gb_chat_opts *opts, const char *id, long long created,
+                           struct gb_buf *out);
+
 /* Ends the stream: appends the usage chunk when include_usage was asked
  * (choices [] and usage from the last usageMetadata, zeros when none came),
  * then "data: [DONE]\n\n", both in one all-or-nothing append.  Returns 0
@@ -238,5 +269,9 @@ void gb_chat_stream_release(struct gb_chat_stream *s);
  * reasoning_tokens when thoughtsTokenCount is present.  Returns a new
  * reference; NULL for NULL (or out-of-memory). */
 json_t *gb_chat_usage_from_gemini(const json_t *usage_metadata);
+
+/* Reads usageMetadata's counts into *u (a count that is absent or not an
+ * integer reads 0, and not given); um may be NULL. */
+void gb_chat_usage_read(const json_t *um, struct gb_gem_usage *u);
 
 #endif

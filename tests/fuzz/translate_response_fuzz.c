@@ -27,7 +27,13 @@
  *   - gb_embeddings_append: 0 or GB_EINVAL, nothing appended on GB_EINVAL,
  *     indexes first_index + i;
  *   - gb_jsonw_string: the bytes jansson's JSON_COMPACT dump gives for the input
- *     (when it is valid UTF-8), and text that parses back to the input.
+ *     (when it is valid UTF-8), and text that parses back to the input;
+ *   - the scanned fast path (api/gemini_scan.h) against the general one: what
+ *     gb_gem_scan accepts, jansson parses; gb_chat_response_write writes the
+ *     bytes of the dumped gb_chat_response_from_gemini, with the same usage and
+ *     emptiness; and a stream fed as text through gb_chat_stream_text (jansson
+ *     only where it answers GB_EAGAIN) writes the same bytes, event by event,
+ *     as one fed parsed events through gb_chat_stream_event.
  */
 #include <jansson.h>
 #include <stdint.h>
@@ -35,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/gemini_scan.h"
 #include "api/openai_chat.h"
 #include "api/openai_embeddings.h"
 #include "api/openai_models.h"
@@ -158,8 +165,16 @@ static size_t check_chunks(const struct gb_buf *out, size_t from, unsigned char 
     return out->len;
 }
 
-/* Splits the input into events: one per line with a JSON value. */
-static size_t line_events(const uint8_t *data, size_t size, json_t **ev, size_t max)
+/* One stream event: its text, and jansson's reading of it (NULL when not
+ * JSON). */
+struct event {
+    const char *text;
+    size_t len;
+    json_t *json;
+};
+
+/* Splits the input into events: one per line. */
+static size_t line_events(const uint8_t *data, size_t size, struct event *ev, size_t max)
 {
     size_t n = 0, i = 0;
 
@@ -171,43 +186,116 @@ static size_t line_events(const uint8_t *data, size_t size, json_t **ev, size_t 
             a++;
         if (b - a >= 5 && memcmp(data + a, "data:", 5) == 0)
             a += 5;
-        if ((ev[n] = json_loadb((const char *)data + a, b - a, 0, NULL)) != NULL)
-            n++;
+        ev[n].text = (const char *)data + a;
+        ev[n].len = b - a;
+        ev[n].json = json_loadb(ev[n].text, ev[n].len, 0, NULL);
+        n++;
         i = j + 1;
     }
     return n;
 }
 
-static void fuzz_stream(json_t *const *ev, size_t nev, const struct gb_chat_req *req,
-                        const struct gb_chat_opts *opts)
+/* The scan against the general path for a whole reply. */
+static void fuzz_scanned_response(const char *text, size_t len, const json_t *root,
+                                  const struct gb_chat_req *req, const struct gb_chat_opts *opts)
 {
-    struct gb_chat_stream s;
+    struct gb_gem_event ev;
+    struct gb_gem_usage u;
     struct gb_buf out;
+    json_t *resp;
+    char *want;
+    size_t want_len;
+
+    gb_gem_init(&ev);
+    if (gb_gem_scan(&ev, text, len, opts->show_thinking, opts->show_search_link) == 0) {
+        FUZZ_CHECK(json_is_object(root), "what the scan accepts, jansson parses as an object");
+        FUZZ_CHECK(gb_gem_is_empty(&ev) == gb_chat_response_is_empty(root), "same emptiness");
+        gb_chat_usage_read(json_object_get(root, "usageMetadata"), &u);
+        FUZZ_CHECK(ev.has_usage == json_is_object(json_object_get(root, "usageMetadata")),
+                   "usage seen alike");
+        FUZZ_CHECK(ev.usage.prompt == u.prompt && ev.usage.candidates == u.candidates &&
+                       ev.usage.thoughts == u.thoughts && ev.usage.total == u.total &&
+                       ev.usage.cached == u.cached && ev.usage.has_total == u.has_total &&
+                       ev.usage.has_thoughts == u.has_thoughts &&
+                       ev.usage.has_cached == u.has_cached,
+                   "same usage counts");
+        resp = gb_chat_response_from_gemini(root, req, opts, completion_id, 1700000000);
+        want = resp ? gb_jsonw_dumps(resp, &want_len) : NULL;
+        FUZZ_CHECK(want != NULL, "the general reply dumps");
+        gb_buf_init(&out, SIZE_MAX);
+        FUZZ_CHECK(gb_chat_response_write(&ev, req, opts, completion_id, 1700000000, &out) == 0,
+                   "the scanned reply is written");
+        FUZZ_CHECK(out.len == want_len && memcmp(out.data, want, want_len) == 0,
+                   "the scanned reply has the general reply's bytes");
+        gb_buf_release(&out);
+        free(want);
+        json_decref(resp);
+    }
+    gb_gem_release(&ev);
+}
+
+static void fuzz_stream(const struct event *ev, size_t nev, const struct gb_chat_req *req,
+                        const struct gb_chat_opts *opts, int skip_empty)
+{
+    struct gb_chat_stream s, t;
+    struct gb_buf out, fast;
     unsigned char role_seen[GB_CHAT_MAX_CHOICES] = {0};
     size_t checked = 0, len;
-    int done = 0, rc = 0;
+    int done = 0, rc = 0, rt;
 
     gb_buf_init(&out, STREAM_OUT_MAX);
+    gb_buf_init(&fast, STREAM_OUT_MAX);
     gb_chat_stream_init(&s, req, opts, completion_id, 1700000000);
+    gb_chat_stream_init(&t, req, opts, completion_id, 1700000000);
     for (size_t i = 0; i < nev && rc == 0; i++) {
-        rc = gb_chat_stream_event(&s, ev[i], &out);
+        if (ev[i].json == NULL)
+            rc = 0;
+        else if (skip_empty && gb_chat_response_is_empty(ev[i].json))
+            rc = 0;
+        else
+            rc = gb_chat_stream_event(&s, ev[i].json, &out);
         FUZZ_CHECK(rc == 0 || rc == GB_ETOOBIG, "stream event returns 0 or GB_ETOOBIG");
         checked = check_chunks(&out, checked, role_seen, &done);
+        /* the same event as text, the way the chat route feeds it */
+        rt = gb_chat_stream_text(&t, ev[i].text, ev[i].len, skip_empty, &fast);
+        if (rt == GB_EAGAIN) {
+            rt = 0;
+            if (ev[i].json != NULL && !(skip_empty && gb_chat_response_is_empty(ev[i].json)))
+                rt = gb_chat_stream_event(&t, ev[i].json, &fast);
+        } else {
+            FUZZ_CHECK(ev[i].json != NULL, "what the scan accepts, jansson parses");
+        }
+        FUZZ_CHECK(rt == rc, "the scanned stream returns what the general one does");
+        FUZZ_CHECK(fast.len == out.len &&
+                       (out.len == 0 || memcmp(fast.data, out.data, out.len) == 0),
+                   "the scanned stream writes the general stream's bytes");
     }
     rc = gb_chat_stream_finish(&s, &out);
     FUZZ_CHECK(rc == 0 || rc == GB_ETOOBIG, "finish returns 0 or GB_ETOOBIG");
     checked = check_chunks(&out, checked, role_seen, &done);
+    rt = gb_chat_stream_finish(&t, &fast);
+    FUZZ_CHECK(rt == rc && fast.len == out.len &&
+                   (out.len == 0 || memcmp(fast.data, out.data, out.len) == 0),
+               "the scanned stream ends as the general one");
     if (rc == 0) {
         FUZZ_CHECK(done, "the output ends with [DONE]");
         len = out.len;
         FUZZ_CHECK(gb_chat_stream_finish(&s, &out) == 0 && out.len == len,
                    "a second finish writes nothing");
-        if (nev > 0)
-            FUZZ_CHECK(gb_chat_stream_event(&s, ev[0], &out) == GB_EINVAL && out.len == len,
+        for (size_t i = 0; i < nev; i++) {
+            if (ev[i].json == NULL)
+                continue;
+            FUZZ_CHECK(gb_chat_stream_event(&s, ev[i].json, &out) == GB_EINVAL && out.len == len,
                        "an event after finish is refused");
+            FUZZ_CHECK(gb_chat_stream_text(&t, ev[i].text, ev[i].len, 0, &fast) == GB_EINVAL,
+                       "a text event after finish is refused");
+            break;
+        }
     }
     gb_chat_stream_release(&s);
+    gb_chat_stream_release(&t);
     gb_buf_release(&out);
+    gb_buf_release(&fast);
 }
 
 /* ---- models, embeddings ---------------------------------------------------------------- */
@@ -305,13 +393,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .n = 1 + (int)((h >> 3) % GB_CHAT_MAX_CHOICES),
     };
     json_t *root = json_loadb((const char *)data, size, 0, NULL);
-    json_t *ev[EVENTS_MAX];
-    size_t nev = 0;
+    struct event ev[EVENTS_MAX];
+    char *dumped[EVENTS_MAX];
+    size_t nev = 0, ndumped = 0;
 
     fuzz_jsonw(data, size);
+    fuzz_scanned_response((const char *)data, size, root, &req, &opts);
     if (json_is_object(root)) {
         fuzz_response(root, &req, &opts);
-        ev[nev++] = json_incref(root);
+        ev[nev++] = (struct event){(const char *)data, size, json_incref(root)};
     } else if (json_is_array(root)) {
         json_t *e;
         size_t i;
@@ -321,21 +411,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 break;
             if (json_is_object(e) && i < 4)
                 fuzz_response(e, &req, &opts);
-            ev[nev++] = json_incref(e);
+            /* the element's text, as jansson writes it */
+            dumped[ndumped] = json_dumps(e, JSON_COMPACT | JSON_ENCODE_ANY);
+            if (dumped[ndumped] == NULL)
+                continue;
+            ev[nev++] = (struct event){dumped[ndumped], strlen(dumped[ndumped]), json_incref(e)};
+            ndumped++;
         }
     } else {
         nev = line_events(data, size, ev, EVENTS_MAX);
-        for (size_t i = 0; i < nev && i < 4; i++)
-            if (json_is_object(ev[i]))
-                fuzz_response(ev[i], &req, &opts);
+        for (size_t i = 0, tried = 0; i < nev && tried < 4; i++) {
+            if (json_is_object(ev[i].json)) {
+                fuzz_response(ev[i].json, &req, &opts);
+                fuzz_scanned_response(ev[i].text, ev[i].len, ev[i].json, &req, &opts);
+                tried++;
+            }
+        }
     }
-    fuzz_stream(ev, nev, &req, (h >> 6) & 1 ? &opts : NULL);
+    fuzz_stream(ev, nev, &req, (h >> 6) & 1 ? &opts : NULL, (h >> 7) & 1);
     if (root != NULL) {
         fuzz_models(root);
         fuzz_embeddings(root, h);
     }
     for (size_t i = 0; i < nev; i++)
-        json_decref(ev[i]);
+        json_decref(ev[i].json);
+    for (size_t i = 0; i < ndumped; i++)
+        free(dumped[i]);
     json_decref(root);
     return 0;
 }
