@@ -1116,14 +1116,22 @@ static int usage_write(struct gb_buf *b, const struct gb_gem_usage *u)
     int rc;
 
     usage_counts(u, &completion, &total);
-    rc =
-        gb_buf_printf(b, "{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"total_tokens\":%lld",
-                      u->prompt, completion, total);
-    if (rc == 0 && u->has_cached)
-        rc = gb_buf_printf(b, ",\"prompt_tokens_details\":{\"cached_tokens\":%lld}", u->cached);
-    if (rc == 0 && u->has_thoughts)
-        rc = gb_buf_printf(b, ",\"completion_tokens_details\":{\"reasoning_tokens\":%lld}",
-                           u->thoughts);
+    rc = gb_buf_puts(b, "{\"prompt_tokens\":");
+    rc = rc ? rc : gb_jsonw_integer(b, u->prompt);
+    rc = rc ? rc : gb_buf_puts(b, ",\"completion_tokens\":");
+    rc = rc ? rc : gb_jsonw_integer(b, completion);
+    rc = rc ? rc : gb_buf_puts(b, ",\"total_tokens\":");
+    rc = rc ? rc : gb_jsonw_integer(b, total);
+    if (u->has_cached) {
+        rc = rc ? rc : gb_buf_puts(b, ",\"prompt_tokens_details\":{\"cached_tokens\":");
+        rc = rc ? rc : gb_jsonw_integer(b, u->cached);
+        rc = rc ? rc : gb_buf_puts(b, "}");
+    }
+    if (u->has_thoughts) {
+        rc = rc ? rc : gb_buf_puts(b, ",\"completion_tokens_details\":{\"reasoning_tokens\":");
+        rc = rc ? rc : gb_jsonw_integer(b, u->thoughts);
+        rc = rc ? rc : gb_buf_puts(b, "}");
+    }
     return rc ? rc : gb_buf_puts(b, "}");
 }
 
@@ -1839,8 +1847,10 @@ static int write_choice(struct gb_buf *b, long long index, const char *text, siz
                         const char *thoughts, size_t thoughts_len, const char *reason)
 {
     const char *fr = gb_chat_finish_reason(reason);
-    int rc =
-        gb_buf_printf(b, "{\"index\":%lld,\"message\":{\"role\":\"assistant\",\"content\":", index);
+    int rc = gb_buf_puts(b, "{\"index\":");
+
+    rc = rc ? rc : gb_jsonw_integer(b, index);
+    rc = rc ? rc : gb_buf_puts(b, ",\"message\":{\"role\":\"assistant\",\"content\":");
 
     if (text_len > 0)
         rc = rc ? rc : gb_jsonw_string(b, text, text_len);
@@ -1868,7 +1878,8 @@ int gb_chat_response_write(const struct gb_gem_event *ev, const struct gb_chat_r
     (void)opts; /* sources and thoughts were settled by the scan */
     rc = gb_buf_puts(out, "{\"id\":");
     rc = rc ? rc : gb_jsonw_cstring(out, id);
-    rc = rc ? rc : gb_buf_printf(out, ",\"object\":\"chat.completion\",\"created\":%lld", created);
+    rc = rc ? rc : gb_buf_puts(out, ",\"object\":\"chat.completion\",\"created\":");
+    rc = rc ? rc : gb_jsonw_integer(out, created);
     rc = rc ? rc : gb_buf_puts(out, ",\"model\":");
     rc = rc ? rc : gb_jsonw_cstring(out, req->client_model);
     rc = rc ? rc : gb_buf_puts(out, ",\"choices\":[");

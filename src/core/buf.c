@@ -44,7 +44,7 @@ static int grow(struct gb_buf *b, size_t need)
     return 0;
 }
 
-int gb_buf_append(struct gb_buf *b, const void *p, size_t n)
+int gb_buf__append(struct gb_buf *b, const void *p, size_t n)
 {
     int rc;
 

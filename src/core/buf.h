@@ -12,6 +12,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <string.h>
 
 struct gb_buf {
     char *data; /* read-only: NULL until the first append, NUL-terminated after */
@@ -23,8 +24,22 @@ struct gb_buf {
 /* Sets up an empty buffer that may hold at most max bytes.  Allocates nothing. */
 void gb_buf_init(struct gb_buf *b, size_t max);
 
-/* Appends n bytes.  Returns 0, GB_ETOOBIG (over max) or GB_ENOMEM. */
-int gb_buf_append(struct gb_buf *b, const void *p, size_t n);
+/* The out-of-line part of gb_buf_append: growing, and its errors. */
+int gb_buf__append(struct gb_buf *b, const void *p, size_t n);
+
+/* Appends n bytes.  Returns 0, GB_ETOOBIG (over max) or GB_ENOMEM.  Inline
+ * when the bytes fit the allocation (the JSON writers append a token at a
+ * time): since cap <= max + 1, fitting also means staying within max. */
+static inline int gb_buf_append(struct gb_buf *b, const void *p, size_t n)
+{
+    if (n < b->cap - b->len) {
+        memcpy(b->data + b->len, p, n);
+        b->len += n;
+        b->data[b->len] = '\0';
+        return 0;
+    }
+    return gb_buf__append(b, p, n);
+}
 
 /* Appends a NUL-terminated string.  Same returns as gb_buf_append. */
 int gb_buf_puts(struct gb_buf *b, const char *s);

@@ -67,7 +67,7 @@ int gb_jsonw_cstring(struct gb_buf *b, const char *s)
 }
 
 /* Integers as jansson prints them ("%" JSON_INTEGER_FORMAT). */
-static int put_integer(struct gb_buf *b, json_int_t v)
+int gb_jsonw_integer(struct gb_buf *b, long long v)
 {
     char tmp[24], *p = tmp + sizeof tmp;
     unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
@@ -153,7 +153,7 @@ int gb_jsonw_value(struct gb_buf *b, const json_t *v)
     case JSON_STRING:
         return gb_jsonw_string(b, json_string_value(v), json_string_length(v));
     case JSON_INTEGER:
-        return put_integer(b, json_integer_value(v));
+        return gb_jsonw_integer(b, json_integer_value(v));
     case JSON_REAL:
         return put_real(b, json_real_value(v));
     case JSON_TRUE:

@@ -19,6 +19,9 @@ int gb_jsonw_string(struct gb_buf *b, const char *s, size_t n);
 /* Same for a NUL-terminated string. */
 int gb_jsonw_cstring(struct gb_buf *b, const char *s);
 
+/* Appends an integer in decimal, as jansson prints one (no snprintf). */
+int gb_jsonw_integer(struct gb_buf *b, long long v);
+
 /* Appends a jansson value as compact JSON, the bytes json_dumps(v,
  * JSON_COMPACT) gives, keys in insertion order, without jansson's per-node
  * snprintf loop check (the cost of dumping on the request path).  Values
