@@ -249,8 +249,10 @@ static void send_upstream(struct gb_req *r)
 {
     struct gb_chat_opts opts;
     char id[GB_CHAT_ID_RAND + 16], rnd[GB_CHAT_ID_RAND + 1];
+    const struct gb_config *cfg = gb_cfg(r->w->ctx);
 
-    r->up_payload = gb_jsonw_dumps(r->acc, NULL);
+    r->up_payload = gb_chat_body_dumps(r->acc, cfg->safety_settings, cfg->safety_settings_text,
+                                       &r->up_payload_len);
     json_decref(r->acc);
     r->acc = NULL;
     r->client_stream = r->chat.stream;
@@ -261,7 +263,6 @@ static void send_upstream(struct gb_req *r)
         gb_req_error(r, 500, "internal_error", NULL, "out of memory");
         return;
     }
-    r->up_payload_len = strlen(r->up_payload);
     r->up_stream = r->chat.stream;
     r->ops = &chat_ops;
     r->pool_model = r->chat.model;

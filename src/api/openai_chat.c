@@ -993,6 +993,32 @@ fail:
     return NULL;
 }
 
+char *gb_chat_body_dumps(json_t *body, const json_t *shared, const char *shared_text, size_t *len)
+{
+    const char *last = NULL;
+    struct gb_buf b;
+    void *it;
+
+    for (it = json_object_iter(body); it != NULL; it = json_object_iter_next(body, it))
+        last = json_object_iter_key(it);
+    if (shared == NULL || shared_text == NULL || last == NULL ||
+        strcmp(last, "safetySettings") != 0 || json_object_get(body, last) != shared)
+        return gb_jsonw_dumps(body, len);
+    json_object_del(body, "safetySettings");
+    gb_buf_init(&b, (size_t)1 << 31);
+    if (gb_jsonw_value(&b, body) < 0) {
+        gb_buf_release(&b);
+        return NULL;
+    }
+    gb_buf_truncate(&b, b.len - 1); /* the closing brace */
+    if (gb_buf_puts(&b, b.len > 1 ? ",\"safetySettings\":" : "\"safetySettings\":") < 0 ||
+        gb_buf_puts(&b, shared_text) < 0 || gb_buf_puts(&b, "}") < 0) {
+        gb_buf_release(&b);
+        return NULL;
+    }
+    return gb_buf_take(&b, len);
+}
+
 size_t gb_chat_remote_parts(json_t *gemini_body, json_t **parts, size_t max)
 {
     json_t *content, *part;

@@ -151,6 +151,16 @@ json_t *gb_chat_response_from_gemini(const json_t *gem, const struct gb_chat_req
                                      long long created);
 
 /*
+ * Dumps a body made by gb_chat_request_to_gemini as compact JSON (the bytes
+ * of gb_jsonw_dumps) into a malloc'd string; *len gets its length.  When
+ * the body's last member is "safetySettings" holding exactly the value
+ * shared (the configured array, put in by reference), that member is taken
+ * out of the body and shared_text, its text made once, is written in its
+ * place.  NULL on out-of-memory.
+ */
+char *gb_chat_body_dumps(json_t *body, const json_t *shared, const char *shared_text, size_t *len);
+
+/*
  * Collects the placeholder parts ({"_gb_fetch": url}) of a body made by
  * gb_chat_request_to_gemini, in order: parts[0..max-1] get borrowed
  * pointers to the part objects, valid while the body lives.  Returns how

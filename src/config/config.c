@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "core/err.h"
+#include "core/jsonw.h"
 #include "core/log.h"
 #include "keypool/keypool.h"
 
@@ -476,6 +477,7 @@ void gb_config_free(struct gb_config *c)
     if (c->safety_settings != NULL)
         c->safety_settings->refcount = 1; /* mortal again: freed below */
     json_decref(c->safety_settings);
+    free(c->safety_settings_text);
     json_decref(c->thinking_budget_map);
     free(c);
 }
@@ -550,6 +552,11 @@ static int finish(struct gb_config *c, char *err, size_t errlen)
             snprintf(err, errlen, "SAFETY_SETTINGS: expected a JSON array of objects");
             return GB_EINVAL;
         }
+    }
+    if (c->safety_settings != NULL &&
+        (c->safety_settings_text = gb_jsonw_dumps(c->safety_settings, NULL)) == NULL) {
+        snprintf(err, errlen, "SAFETY_SETTINGS: out of memory");
+        return GB_ENOMEM;
     }
     return 0;
 }

@@ -42,6 +42,7 @@ struct gb_config {
     int code_execution;                /* add the codeExecution tool */
     int show_search_link;              /* append grounding sources */
     json_t *safety_settings;           /* JSON array, owned */
+    char *safety_settings_text;        /* its compact JSON text, owned (chat bodies splice it in) */
     struct gb_strlist allowed_origins; /* CORS origins; "*" = any */
     long long max_request_bytes;       /* largest accepted request body */
     char *proxy;                       /* upstream proxy URL, or NULL */

@@ -17,6 +17,7 @@
 #include "api/openai_chat.h"
 #include "core/buf.h"
 #include "core/err.h"
+#include "core/jsonw.h"
 
 #define ID "chatcmpl-abc"
 #define CREATED 1700000000LL
@@ -403,6 +404,69 @@ static void test_request_rows(void **state)
         json_decref(want);
         json_decref(safety);
     }
+}
+
+/* gb_chat_body_dumps splices the configured safetySettings text in: the
+ * bytes are gb_jsonw_dumps's for every translated body of the table. */
+static void test_body_dumps_splice(void **state)
+{
+    json_t *safety = j("[{'category':'HARM_CATEGORY_HARASSMENT','threshold':'OFF'},"
+                       "{'category':'HARM_CATEGORY_CIVIC_INTEGRITY','threshold':'BLOCK_NONE'}]");
+    char *text = gb_jsonw_dumps(safety, NULL);
+
+    (void)state;
+    for (size_t i = 0; i < sizeof req_rows / sizeof req_rows[0]; i++) {
+        json_t *in = j(req_rows[i].in);
+        struct gb_chat_opts opts = {.safety_settings = safety,
+                                    .code_execution = req_rows[i].code_execution};
+        struct gb_chat_req req;
+        struct gb_chat_err err;
+        json_t *got = translate(in, &opts, &req, &err);
+        char *want, *spliced;
+        size_t wlen, slen;
+
+        assert_non_null(got);
+        want = gb_jsonw_dumps(got, &wlen);
+        assert_ptr_equal(json_object_get(got, "safetySettings"), safety);
+        spliced = gb_chat_body_dumps(got, safety, text, &slen);
+        assert_non_null(spliced);
+        if (slen != wlen || strcmp(spliced, want) != 0)
+            fail_msg("%s:\n%s\n%s", req_rows[i].name, want, spliced);
+        free(spliced);
+        free(want);
+        json_decref(got);
+        json_decref(in);
+    }
+    /* not the shared value, or not the last member: dumped as it is, and
+     * the text given is not used */
+    {
+        json_t *other = j("{'contents':[],'safetySettings':[{'category':'X','threshold':'Y'}]}");
+        json_t *first = json_pack("{s:O,s:[]}", "safetySettings", safety, "contents");
+        char *got = gb_chat_body_dumps(other, safety, text, NULL);
+
+        assert_string_equal(got, "{\"contents\":[],\"safetySettings\":[{\"category\":\"X\","
+                                 "\"threshold\":\"Y\"}]}");
+        free(got);
+        got = gb_chat_body_dumps(first, safety, "[\"never\"]", NULL);
+        assert_null(strstr(got, "never"));
+        assert_non_null(strstr(got, "HARM_CATEGORY_HARASSMENT"));
+        free(got);
+        json_decref(other);
+        json_decref(first);
+    }
+    /* only the settings: no comma before them */
+    {
+        json_t *only = json_pack("{s:O}", "safetySettings", safety);
+        char *got = gb_chat_body_dumps(only, safety, text, NULL), *want = NULL;
+
+        assert_int_not_equal(asprintf(&want, "{\"safetySettings\":%s}", text), -1);
+        assert_string_equal(got, want);
+        free(got);
+        free(want);
+        json_decref(only);
+    }
+    free(text);
+    json_decref(safety);
 }
 
 /* ---- request: table of client errors ------------------------------------ */
@@ -2222,6 +2286,7 @@ int main(void)
         cmocka_unit_test(test_gemini3_stream_round_trip),
         cmocka_unit_test(test_finish_reason_map),
         cmocka_unit_test(test_usage_rows),
+        cmocka_unit_test(test_body_dumps_splice),
         cmocka_unit_test(test_response_rows),
         cmocka_unit_test(test_response_key_order),
         cmocka_unit_test(test_response_thoughts_excluded),
