@@ -251,10 +251,12 @@ static void send_upstream(struct gb_req *r)
     char id[GB_CHAT_ID_RAND + 16], rnd[GB_CHAT_ID_RAND + 1];
     const struct gb_config *cfg = gb_cfg(r->w->ctx);
 
-    r->up_payload = gb_chat_body_dumps(r->acc, cfg->safety_settings, cfg->safety_settings_text,
-                                       &r->up_payload_len);
-    json_decref(r->acc);
-    r->acc = NULL;
+    if (r->acc != NULL) { /* else the scan wrote the payload */
+        r->up_payload = gb_chat_body_dumps(r->acc, cfg->safety_settings, cfg->safety_settings_text,
+                                           &r->up_payload_len);
+        json_decref(r->acc);
+        r->acc = NULL;
+    }
     r->client_stream = r->chat.stream;
     /* fake streaming: ask upstream for the whole answer, keep-alives meanwhile */
     if (r->chat.stream && gb_cfg(r->w->ctx)->fake_stream)
@@ -412,50 +414,10 @@ static void fetch_next(struct gb_req *r)
     }
 }
 
-void gb_route_chat(struct gb_req *r)
+/* The request is translated (r->acc, or r->up_payload from the scan):
+ * check the model, fetch remote images, then go upstream. */
+static void route_translated(struct gb_req *r)
 {
-    struct evbuffer *in = evhttp_request_get_input_buffer(r->ev);
-    size_t len = evbuffer_get_length(in);
-    const char *body = (const char *)evbuffer_pullup(in, -1);
-    struct gb_chat_opts opts;
-    struct gb_chat_err err = {{0}, {0}};
-    json_error_t jerr;
-
-    gb_req_set_state(r, GB_REQ_PARSE);
-    if (len == 0) {
-        gb_req_error(r, 400, "invalid_request_error", NULL,
-                     "the request body is empty: expected a JSON object");
-        return;
-    }
-    if (gb_json_depth(body, len) > (size_t)gb_cfg(r->w->ctx)->max_json_depth) {
-        gb_req_error(r, 400, "invalid_request_error", NULL,
-                     "the JSON body is nested deeper than %ld levels (MAX_JSON_DEPTH)",
-                     gb_cfg(r->w->ctx)->max_json_depth);
-        return;
-    }
-    r->oai = json_loadb(body, len, 0, &jerr);
-    if (r->oai == NULL) {
-        gb_req_error(r, 400, "invalid_json", NULL, "invalid JSON body: %s (line %d, column %d)",
-                     jerr.text, jerr.line, jerr.column);
-        return;
-    }
-    if (!json_is_object(r->oai)) {
-        gb_req_error(r, 400, "invalid_request_error", NULL,
-                     "the request body must be a JSON object");
-        return;
-    }
-    gb_req_set_state(r, GB_REQ_TRANSLATE);
-    chat_opts(gb_cfg(r->w->ctx), &opts);
-    r->acc = gb_chat_request_to_gemini(r->oai, &opts, &r->chat, &err);
-    if (r->acc == NULL && strcmp(err.message, "out of memory") == 0) {
-        gb_req_error(r, 500, "internal_error", NULL, "out of memory");
-        return;
-    }
-    if (r->acc == NULL) {
-        gb_req_error(r, 400, "invalid_request_error", err.param[0] ? err.param : NULL, "%s",
-                     err.message[0] ? err.message : "invalid request");
-        return;
-    }
     snprintf(r->model, sizeof r->model, "%s", r->chat.client_model);
     if (strncmp(r->chat.model, "models/", 7) == 0)
         memmove(r->chat.model, r->chat.model + 7, strlen(r->chat.model + 7) + 1);
@@ -485,4 +447,63 @@ void gb_route_chat(struct gb_req *r)
     r->nfetch = gb_chat_remote_parts(r->acc, r->fetch_parts, r->chat.remote_parts);
     r->fetch_i = 0;
     fetch_next(r);
+}
+
+void gb_route_chat(struct gb_req *r)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(r->ev);
+    size_t len = evbuffer_get_length(in);
+    const char *body = (const char *)evbuffer_pullup(in, -1);
+    const struct gb_config *cfg = gb_cfg(r->w->ctx);
+    struct gb_chat_opts opts;
+    struct gb_chat_err err = {{0}, {0}};
+    struct gb_buf payload;
+    json_error_t jerr;
+
+    gb_req_set_state(r, GB_REQ_PARSE);
+    if (len == 0) {
+        gb_req_error(r, 400, "invalid_request_error", NULL,
+                     "the request body is empty: expected a JSON object");
+        return;
+    }
+    if (gb_json_depth(body, len) > (size_t)cfg->max_json_depth) {
+        gb_req_error(r, 400, "invalid_request_error", NULL,
+                     "the JSON body is nested deeper than %ld levels (MAX_JSON_DEPTH)",
+                     cfg->max_json_depth);
+        return;
+    }
+    chat_opts(cfg, &opts);
+    /* the common request, written straight from its text */
+    gb_buf_init(&payload, (size_t)1 << 31);
+    if (gb_chat_request_scan(body, len, &opts, cfg->safety_settings_text, &r->chat, &payload) ==
+        0) {
+        gb_req_set_state(r, GB_REQ_TRANSLATE);
+        r->up_payload = gb_buf_take(&payload, &r->up_payload_len);
+        route_translated(r);
+        return;
+    }
+    gb_buf_release(&payload);
+    r->oai = json_loadb(body, len, 0, &jerr);
+    if (r->oai == NULL) {
+        gb_req_error(r, 400, "invalid_json", NULL, "invalid JSON body: %s (line %d, column %d)",
+                     jerr.text, jerr.line, jerr.column);
+        return;
+    }
+    if (!json_is_object(r->oai)) {
+        gb_req_error(r, 400, "invalid_request_error", NULL,
+                     "the request body must be a JSON object");
+        return;
+    }
+    gb_req_set_state(r, GB_REQ_TRANSLATE);
+    r->acc = gb_chat_request_to_gemini(r->oai, &opts, &r->chat, &err);
+    if (r->acc == NULL && strcmp(err.message, "out of memory") == 0) {
+        gb_req_error(r, 500, "internal_error", NULL, "out of memory");
+        return;
+    }
+    if (r->acc == NULL) {
+        gb_req_error(r, 400, "invalid_request_error", err.param[0] ? err.param : NULL, "%s",
+                     err.message[0] ? err.message : "invalid request");
+        return;
+    }
+    route_translated(r);
 }

@@ -35,6 +35,7 @@
 
 #include "api/schema.h"
 #include "core/err.h"
+#include "core/jscan.h"
 #include "core/jsonw.h"
 
 /* Largest text we assemble in one piece (joined system prompt, one choice's
@@ -1017,6 +1018,195 @@ char *gb_chat_body_dumps(json_t *body, const json_t *shared, const char *shared_
         return NULL;
     }
     return gb_buf_take(&b, len);
+}
+
+/* ---- 6b. request without a tree ------------------------------------------ */
+
+/* What a scanned request walks with. */
+struct rscan {
+    struct gb_jscan j;
+    struct gb_buf *body;  /* the Gemini body being written */
+    struct gb_buf system; /* system and developer texts, joined */
+    struct gb_buf text;   /* the content of the message being read */
+    size_t turns;         /* contents written */
+};
+
+/* One message, {"role": ..., "content": "..."} in either order. */
+static int rscan_message(struct rscan *x)
+{
+    char role[16];
+    size_t rlen = 0, klen;
+    unsigned seen = 0;
+    const char *k;
+    int rc;
+
+    gb_buf_reset(&x->text);
+    if (gb_jscan_object(&x->j) < 0)
+        return GB_EAGAIN;
+    while ((rc = gb_jscan_key(&x->j, &k, &klen)) == 1) {
+        if (gb_jscan_is(k, klen, "content") && !(seen & 1u)) {
+            seen |= 1u;
+            rc = gb_jscan_string(&x->j, &x->text);
+        } else if (gb_jscan_is(k, klen, "role") && !(seen & 2u)) {
+            const char *at;
+
+            seen |= 2u;
+            if (gb_jscan_peek(&x->j) != GB_JT_STRING)
+                return GB_EAGAIN;
+            at = x->j.p; /* a plain role is short and needs no decoding */
+            if (gb_jscan_skip(&x->j) < 0 || x->j.p - at - 2 >= (long)sizeof role ||
+                memchr(at + 1, '\\', (size_t)(x->j.p - at - 2)) != NULL)
+                return GB_EAGAIN;
+            rlen = (size_t)(x->j.p - at - 2);
+            memcpy(role, at + 1, rlen);
+        } else {
+            return GB_EAGAIN; /* name, tool calls, a repeated member ... */
+        }
+        if (rc < 0)
+            return GB_EAGAIN;
+    }
+    if (rc < 0 || seen != 3u)
+        return GB_EAGAIN;
+    role[rlen] = '\0';
+    if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0) {
+        /* as collect_text: joined with "\n", empty texts too */
+        if (x->system.len > 0 && gb_buf_puts(&x->system, "\n") < 0)
+            return GB_ENOMEM;
+        return gb_buf_append(&x->system, x->text.data ? x->text.data : "", x->text.len);
+    }
+    if (strcmp(role, "user") != 0 && strcmp(role, "assistant") != 0)
+        return GB_EAGAIN;
+    if (x->text.len == 0)
+        return 0; /* a turn without parts is left out */
+    rc = gb_buf_puts(x->body, x->turns++ > 0 ? ",{\"role\":\"" : "{\"role\":\"");
+    rc = rc ? rc : gb_buf_puts(x->body, role[0] == 'u' ? "user" : "model");
+    rc = rc ? rc : gb_buf_puts(x->body, "\",\"parts\":[{\"text\":");
+    rc = rc ? rc : gb_jsonw_string(x->body, x->text.data, x->text.len);
+    return rc ? rc : gb_buf_puts(x->body, "}]}");
+}
+
+/* "stream_options": {"include_usage": bool, ...}. */
+static int rscan_stream_options(struct rscan *x, struct gb_chat_req *out)
+{
+    unsigned seen = 0;
+    const char *k;
+    size_t klen;
+    int rc, v;
+
+    if (gb_jscan_object(&x->j) < 0)
+        return GB_EAGAIN;
+    while ((rc = gb_jscan_key(&x->j, &k, &klen)) == 1) {
+        if (gb_jscan_is(k, klen, "include_usage")) {
+            if (seen++ > 0 || gb_jscan_bool(&x->j, &v) < 0)
+                return GB_EAGAIN;
+            out->include_usage = v;
+        } else if (gb_jscan_skip(&x->j) < 0) {
+            return GB_EAGAIN;
+        }
+    }
+    return rc < 0 ? GB_EAGAIN : 0;
+}
+
+/* "model": a plain name the general path would keep as it is. */
+static int rscan_model(struct rscan *x, const struct gb_chat_opts *opts, struct gb_chat_req *out)
+{
+    size_t sfx = strlen(GB_SEARCH_SUFFIX), len;
+    const char *model;
+
+    gb_buf_reset(&x->text);
+    if (gb_jscan_string(&x->j, &x->text) < 0 || x->text.len == 0 || x->text.len > GB_MODEL_NAME_MAX)
+        return GB_EAGAIN;
+    len = x->text.len;
+    if (len > sfx && strcmp(x->text.data + len - sfx, GB_SEARCH_SUFFIX) == 0)
+        return GB_EAGAIN; /* search: tools */
+    model = strncmp(x->text.data, "models/", 7) == 0 ? x->text.data + 7 : x->text.data;
+    if (opts != NULL && json_object_get(opts->thinking_budget_map, model) != NULL)
+        return GB_EAGAIN; /* a thinking budget: generationConfig */
+    copy_str(out->client_model, sizeof out->client_model, x->text.data);
+    copy_str(out->model, sizeof out->model, x->text.data);
+    return 0;
+}
+
+static int rscan_body(struct rscan *x, const struct gb_chat_opts *opts, const char *safety_text,
+                      struct gb_chat_req *out)
+{
+    unsigned seen = 0;
+    const char *k;
+    size_t klen;
+    int rc, v;
+
+    if (gb_jscan_object(&x->j) < 0 || gb_buf_puts(x->body, "{\"contents\":[") < 0)
+        return GB_EAGAIN;
+    while ((rc = gb_jscan_key(&x->j, &k, &klen)) == 1) {
+        if (gb_jscan_is(k, klen, "model") && !(seen & 1u)) {
+            seen |= 1u;
+            rc = rscan_model(x, opts, out);
+        } else if (gb_jscan_is(k, klen, "messages") && !(seen & 2u)) {
+            seen |= 2u;
+            if (gb_jscan_array(&x->j) < 0)
+                return GB_EAGAIN;
+            while ((rc = gb_jscan_item(&x->j)) == 1) {
+                if ((rc = rscan_message(x)) < 0)
+                    return rc;
+            }
+        } else if (gb_jscan_is(k, klen, "stream") && !(seen & 4u)) {
+            seen |= 4u;
+            rc = gb_jscan_bool(&x->j, &v);
+            out->stream = v;
+        } else if (gb_jscan_is(k, klen, "stream_options") && !(seen & 8u)) {
+            seen |= 8u;
+            rc = rscan_stream_options(x, out);
+        } else {
+            return GB_EAGAIN; /* any other parameter: the general path */
+        }
+        if (rc < 0)
+            return rc == GB_ENOMEM ? rc : GB_EAGAIN;
+    }
+    if (rc < 0 || (seen & 3u) != 3u || gb_jscan_finish(&x->j) < 0)
+        return GB_EAGAIN;
+    if (x->turns == 0 && x->system.len == 0)
+        return GB_EAGAIN; /* no content: the general path says so */
+    if (x->turns == 0) {  /* system messages only: one user turn */
+        rc = gb_buf_puts(x->body, "{\"role\":\"user\",\"parts\":[{\"text\":");
+        rc = rc ? rc : gb_jsonw_string(x->body, x->system.data, x->system.len);
+        rc = rc ? rc : gb_buf_puts(x->body, "}]}]");
+    } else {
+        rc = gb_buf_puts(x->body, "]");
+        if (rc == 0 && x->system.len > 0) {
+            rc = gb_buf_puts(x->body, ",\"systemInstruction\":{\"parts\":[{\"text\":");
+            rc = rc ? rc : gb_jsonw_string(x->body, x->system.data, x->system.len);
+            rc = rc ? rc : gb_buf_puts(x->body, "}]}");
+        }
+    }
+    if (rc == 0 && safety_text != NULL) {
+        rc = gb_buf_puts(x->body, ",\"safetySettings\":");
+        rc = rc ? rc : gb_buf_puts(x->body, safety_text);
+    }
+    return rc ? rc : gb_buf_puts(x->body, "}");
+}
+
+int gb_chat_request_scan(const char *p, size_t n, const struct gb_chat_opts *opts,
+                         const char *safety_text, struct gb_chat_req *out, struct gb_buf *body)
+{
+    struct rscan x;
+    int rc;
+
+    memset(out, 0, sizeof *out);
+    out->n = 1;
+    if (opts != NULL &&
+        (opts->code_execution || (json_is_array(opts->safety_settings) && safety_text == NULL)))
+        return GB_EAGAIN; /* tools; or settings without their text */
+    if (opts == NULL || !json_is_array(opts->safety_settings))
+        safety_text = NULL;
+    memset(&x, 0, sizeof x);
+    gb_jscan_init(&x.j, p, n);
+    x.body = body;
+    gb_buf_init(&x.system, GB_CHAT_TEXT_MAX);
+    gb_buf_init(&x.text, GB_CHAT_TEXT_MAX);
+    rc = rscan_body(&x, opts, safety_text, out);
+    gb_buf_release(&x.system);
+    gb_buf_release(&x.text);
+    return rc < 0 ? GB_EAGAIN : 0;
 }
 
 size_t gb_chat_remote_parts(json_t *gemini_body, json_t **parts, size_t max)

@@ -151,6 +151,22 @@ json_t *gb_chat_response_from_gemini(const json_t *gem, const struct gb_chat_req
                                      long long created);
 
 /*
+ * The common request read straight from its JSON text, without a tree:
+ * "model", "messages" of system/developer/user/assistant messages with
+ * string content (and no other member), "stream" and "stream_options".
+ * Writes into body the bytes gb_chat_body_dumps(gb_chat_request_to_gemini(
+ * parsed text)) would give, with safety_text the text of
+ * opts->safety_settings (NULL when it has none), and fills *out alike.
+ * Returns 0, or GB_EAGAIN, with body and *out in any state, for any other
+ * request (other parameters, content parts, tools, a "-search" model, one
+ * in opts->thinking_budget_map, code execution on, an invalid request, text
+ * that is not JSON ...): then parse it and call gb_chat_request_to_gemini,
+ * which also says what is wrong with it.
+ */
+int gb_chat_request_scan(const char *p, size_t n, const struct gb_chat_opts *opts,
+                         const char *safety_text, struct gb_chat_req *out, struct gb_buf *body);
+
+/*
  * Dumps a body made by gb_chat_request_to_gemini as compact JSON (the bytes
  * of gb_jsonw_dumps) into a malloc'd string; *len gets its length.  When
  * the body's last member is "safetySettings" holding exactly the value

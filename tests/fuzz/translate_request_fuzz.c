@@ -21,7 +21,11 @@
  *   - gb_schema_clean: an object that dumps, whose keywords are all on the
  *     whitelist of schema.h (recursively through properties, items, anyOf),
  *     with string-only enums and types from the six Gemini types; and
- *     cleaning the result again changes nothing.
+ *     cleaning the result again changes nothing;
+ *   - gb_chat_request_scan (the tree-less path for common requests) against
+ *     the general one, on the raw input: what it takes, jansson parses and
+ *     gb_chat_request_to_gemini accepts, with the same gb_chat_req and the
+ *     bytes gb_chat_body_dumps writes for the translated body.
  */
 #include <jansson.h>
 #include <stdint.h>
@@ -32,11 +36,14 @@
 #include "api/openai_chat.h"
 #include "api/openai_embeddings.h"
 #include "api/schema.h"
+#include "core/buf.h"
+#include "core/jsonw.h"
 #include "fuzz.h"
 
 /* Option values, built once (read-only afterwards). */
 static json_t *safety;     /* a safetySettings array */
 static json_t *budget_map; /* model -> thinkingBudget */
+static char *safety_text;  /* safety, dumped */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -45,7 +52,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     safety = json_pack("[{s:s,s:s}]", "category", "HARM_CATEGORY_HARASSMENT", "threshold", "OFF");
     budget_map = json_pack("{s:i,s:i,s:i}", "gemini-2.5-flash", 1024, "gemini-2.5-pro", -1,
                            "gemini-2.5-flash-lite", 0);
-    FUZZ_CHECK(safety != NULL && budget_map != NULL, "option values");
+    safety_text = gb_jsonw_dumps(safety, NULL);
+    FUZZ_CHECK(safety != NULL && budget_map != NULL && safety_text != NULL, "option values");
     return 0;
 }
 
@@ -255,10 +263,45 @@ static void fuzz_schema(const json_t *root)
     json_decref(clean);
 }
 
+/* The scanned request against the general path. */
+static void fuzz_scan(const uint8_t *data, size_t size, const json_t *root, uint64_t h)
+{
+    struct gb_chat_opts opts = {
+        .safety_settings = (h & 1) ? safety : NULL,
+        .code_execution = (h >> 1) & 1,
+        .thinking_budget_map = (h >> 3) & 1 ? budget_map : NULL,
+        .show_thinking = (h >> 4) & 1,
+    };
+    struct gb_chat_req fast, slow;
+    struct gb_chat_err err;
+    struct gb_buf b;
+    json_t *body;
+    char *want;
+    size_t wlen;
+
+    gb_buf_init(&b, SIZE_MAX);
+    if (gb_chat_request_scan((const char *)data, size, &opts,
+                             opts.safety_settings ? safety_text : NULL, &fast, &b) != 0) {
+        gb_buf_release(&b);
+        return;
+    }
+    FUZZ_CHECK(root != NULL, "what the scan takes, jansson parses");
+    body = gb_chat_request_to_gemini(root, &opts, &slow, &err);
+    FUZZ_CHECK(body != NULL, "what the scan takes, the general path accepts");
+    FUZZ_CHECK(memcmp(&fast, &slow, sizeof fast) == 0, "the same gb_chat_req");
+    want = gb_chat_body_dumps(body, opts.safety_settings, safety_text, &wlen);
+    FUZZ_CHECK(want != NULL && wlen == b.len && memcmp(want, b.data, wlen) == 0,
+               "the scanned body has the general body's bytes");
+    free(want);
+    json_decref(body);
+    gb_buf_release(&b);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     json_t *root = json_loadb((const char *)data, size, 0, NULL);
 
+    fuzz_scan(data, size, root, fuzz_hash(data, size));
     if (root == NULL)
         return 0;
     fuzz_chat(root, fuzz_hash(data, size));

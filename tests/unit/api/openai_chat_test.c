@@ -469,6 +469,136 @@ static void test_body_dumps_splice(void **state)
     json_decref(safety);
 }
 
+/* The tree-less request path: for every row of the table (as text) and a
+ * few hand-written texts, under each option set, what gb_chat_request_scan
+ * takes gives the general path's gb_chat_req and bytes; and the common
+ * shapes must be taken. */
+static int scan_vs_general(const char *name, const char *text, const struct gb_chat_opts *opts,
+                           const char *safety_text)
+{
+    struct gb_chat_req fast, slow;
+    struct gb_chat_err err;
+    struct gb_buf b;
+    json_t *oai, *body;
+    char *want;
+    size_t wlen;
+
+    gb_buf_init(&b, SIZE_MAX);
+    if (gb_chat_request_scan(text, strlen(text), opts, safety_text, &fast, &b) != 0) {
+        gb_buf_release(&b);
+        return 0;
+    }
+    oai = json_loads(text, 0, NULL);
+    assert_non_null(oai);
+    body = translate(oai, opts, &slow, &err);
+    if (body == NULL)
+        fail_msg("%s: scanned, but the general path refuses it: %s", name, err.message);
+    assert_memory_equal(&fast, &slow, sizeof fast);
+    want = gb_chat_body_dumps(body, opts->safety_settings, safety_text, &wlen);
+    if (wlen != b.len || memcmp(want, b.data, wlen) != 0)
+        fail_msg("%s:\ngeneral %s\nscanned %s", name, want, b.data);
+    free(want);
+    json_decref(body);
+    json_decref(oai);
+    gb_buf_release(&b);
+    return 1;
+}
+
+static void test_request_scan(void **state)
+{
+    json_t *safety = j("[{'category':'HARM_CATEGORY_HARASSMENT','threshold':'OFF'}]");
+    json_t *budgets = j("{'gemini-2.5-pro':1024}");
+    char *safety_text = gb_jsonw_dumps(safety, NULL);
+    struct gb_chat_opts opt_sets[] = {
+        {0},
+        {.safety_settings = safety, .show_thinking = 1, .thinking_budget_map = budgets},
+        {.safety_settings = safety, .code_execution = 1},
+    };
+    static const struct {
+        const char *text;
+        int fast; /* 1: taken with the first two option sets */
+    } texts[] = {
+        {"{\"model\":\"gemini-2.5-flash\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+         1},
+        {" {\"messages\" : [ {\"content\":\"be brief\",\"role\":\"system\"},"
+         "{\"role\":\"developer\",\"content\":\"\"},{\"role\":\"user\",\"content\":"
+         "\"a\\u00e9\\n\\\"\"},"
+         "{\"role\":\"assistant\",\"content\":\"\"},{\"role\":\"assistant\",\"content\":\"b\"}],"
+         "\"stream\":true,\"stream_options\":{\"x\":[1],\"include_usage\":true},"
+         "\"model\":\"models/gemini-2.0-flash\"} ",
+         1},
+        /* system messages only: one user turn */
+        {"{\"model\":\"m\",\"messages\":[{\"role\":\"system\",\"content\":\"s1\"},"
+         "{\"role\":\"system\",\"content\":\"s2\"}],\"stream\":false}",
+         1},
+        /* a model with a thinking budget (option set 1 has one): general path there */
+        {"{\"model\":\"gemini-2.5-pro\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", -1},
+        /* not for the scan: parameters, parts, tools, -search, names, errors */
+        {"{\"model\":\"m\",\"temperature\":0.5,\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]"
+         "}",
+         0},
+        {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\","
+         "\"text\":\"x\"}]}]}",
+         0},
+        {"{\"model\":\"m-search\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", 0},
+        {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"name\":\"n\",\"content\":\"x\"}]}",
+         0},
+        {"{\"model\":\"m\",\"messages\":[{\"role\":\"tool\",\"content\":\"x\"}]}", 0},
+        {"{\"model\":\"m\",\"messages\":[{\"role\":\"us\\u0065r\",\"content\":\"x\"}]}", 0},
+        {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\"}]}", 0},
+        {"{\"model\":\"m\",\"messages\":[]}", 0},
+        {"{\"model\":\"\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", 0},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", 0},
+        {"{\"model\":\"m\",\"model\":\"n\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+         0},
+        {"{\"model\":\"m\",\"stream\":null,\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+         0},
+        {"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]} x", 0},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof req_rows / sizeof req_rows[0]; i++) {
+        json_t *in = j(req_rows[i].in);
+        char *text = gb_jsonw_dumps(in, NULL);
+
+        for (size_t o = 0; o < 3; o++)
+            scan_vs_general(req_rows[i].name, text, &opt_sets[o],
+                            opt_sets[o].safety_settings ? safety_text : NULL);
+        free(text);
+        json_decref(in);
+    }
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        char name[32];
+
+        snprintf(name, sizeof name, "text %zu", i);
+        for (size_t o = 0; o < 3; o++) {
+            int fast = scan_vs_general(name, texts[i].text, &opt_sets[o],
+                                       opt_sets[o].safety_settings ? safety_text : NULL);
+
+            if (o == 2)
+                assert_int_equal(fast, 0); /* code execution adds a tool */
+            else if (texts[i].fast >= 0 && fast != texts[i].fast)
+                fail_msg("%s: scanned %d, expected %d (options %zu)", name, fast, texts[i].fast, o);
+            else if (texts[i].fast < 0)
+                assert_int_equal(fast, o == 0);
+        }
+    }
+    /* settings without their text: not scanned */
+    {
+        struct gb_chat_req out;
+        struct gb_buf b;
+
+        gb_buf_init(&b, SIZE_MAX);
+        assert_int_equal(gb_chat_request_scan(texts[0].text, strlen(texts[0].text), &opt_sets[1],
+                                              NULL, &out, &b),
+                         GB_EAGAIN);
+        gb_buf_release(&b);
+    }
+    free(safety_text);
+    json_decref(safety);
+    json_decref(budgets);
+}
+
 /* ---- request: table of client errors ------------------------------------ */
 
 struct err_row {
@@ -2287,6 +2417,7 @@ int main(void)
         cmocka_unit_test(test_finish_reason_map),
         cmocka_unit_test(test_usage_rows),
         cmocka_unit_test(test_body_dumps_splice),
+        cmocka_unit_test(test_request_scan),
         cmocka_unit_test(test_response_rows),
         cmocka_unit_test(test_response_key_order),
         cmocka_unit_test(test_response_thoughts_excluded),
