@@ -1747,7 +1747,6 @@ void gb_chat_stream_init(struct gb_chat_stream *s, const struct gb_chat_req *req
     s->show_search_link = opts != NULL && opts->show_search_link;
     s->show_thinking = opts != NULL && opts->show_thinking;
     s->n = req->n;
-    gb_gem_init(&s->ev);
     gb_buf_init(&s->head, 1024 + 6 * GB_MODEL_NAME_MAX);
 }
 
@@ -1755,7 +1754,6 @@ void gb_chat_stream_release(struct gb_chat_stream *s)
 {
     json_decref(s->grounding);
     s->grounding = NULL;
-    gb_gem_release(&s->ev);
     gb_buf_release(&s->head);
 }
 
@@ -2026,13 +2024,20 @@ int gb_chat_stream_scanned(struct gb_chat_stream *s, const struct gb_gem_event *
 int gb_chat_stream_text(struct gb_chat_stream *s, const char *p, size_t n, int skip_empty,
                         struct gb_buf *out)
 {
+    struct gb_gem_event ev; /* on the stack: a held stream costs no memory for it */
+    int rc;
+
     if (s->finished)
         return GB_EINVAL;
-    if (gb_gem_scan(&s->ev, p, n, s->show_thinking, s->show_search_link) < 0)
-        return GB_EAGAIN;
-    if (skip_empty && gb_gem_is_empty(&s->ev))
-        return 0;
-    return gb_chat_stream_scanned(s, &s->ev, out);
+    gb_gem_init(&ev);
+    if (gb_gem_scan(&ev, p, n, s->show_thinking, s->show_search_link) < 0)
+        rc = GB_EAGAIN;
+    else if (skip_empty && gb_gem_is_empty(&ev))
+        rc = 0;
+    else
+        rc = gb_chat_stream_scanned(s, &ev, out);
+    gb_gem_release(&ev);
+    return rc;
 }
 
 int gb_chat_stream_finish(struct gb_chat_stream *s, struct gb_buf *out)

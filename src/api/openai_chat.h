@@ -217,10 +217,9 @@ struct gb_chat_stream {
     char last_char[GB_CHAT_MAX_CHOICES];          /* per choice index: last content byte sent */
     int has_usage;                                /* 1: a usageMetadata came */
     struct gb_gem_usage usage;                    /* the last usageMetadata seen */
-    json_t *grounding;      /* {"<choice index>": [{"uri","title"}...]} sources seen, owned */
-    struct gb_gem_event ev; /* gb_chat_stream_text's scan, its buffers reused */
-    struct gb_buf head;     /* the text every chunk starts with, made once */
-    int finished;           /* 1 once gb_chat_stream_finish wrote [DONE] */
+    json_t *grounding;  /* {"<choice index>": [{"uri","title"}...]} sources seen, owned */
+    struct gb_buf head; /* the text every chunk starts with, made once */
+    int finished;       /* 1 once gb_chat_stream_finish wrote [DONE] */
 };
 
 /* Sets up stream state (copies id and req->client_model); allocates nothing.
