@@ -32,7 +32,7 @@ int gb_buf__append(struct gb_buf *b, const void *p, size_t n);
  * time): since cap <= max + 1, fitting also means staying within max. */
 static inline int gb_buf_append(struct gb_buf *b, const void *p, size_t n)
 {
-    if (n < b->cap - b->len) {
+    if (n > 0 && n < b->cap - b->len) { /* n 0: p may be NULL, memcpy must not see it */
         memcpy(b->data + b->len, p, n);
         b->len += n;
         b->data[b->len] = '\0';
