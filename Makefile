@@ -28,6 +28,22 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 # per stream (docs/BENCHMARKS.md).  Not under sanitizers or valgrind, which
 # bring their own allocator, nor in unit tests and fuzz targets.
 MALLOC_LIBS ?= $(if $(SAN),,-lmimalloc)
+# The gateway binary takes the libraries only it uses in statically (idle
+# RSS, issue 6): a shared library costs its relocations, symbol tables and
+# whole 64 KB windows of code and data however little of it runs, while
+# linked in only the objects used are there.  libcurl needs libssh2, and
+# libssh2 OpenSSL's libcrypto: shared, libcrypto.so alone was 1.4 MB of
+# resident relocations and symbol tables at start-up; linked in, only the
+# parts libssh2 refers to are there, never initialised (main.c).  What
+# libcurl loads itself (GnuTLS, nghttp2, Kerberos, LDAP, ...) stays shared.
+# Unit tests and fuzz targets keep linking everything shared (PKG_LIBS).
+BIN_STATIC_LIBS := -levent_extra -levent_pthreads -levent_core -ljansson -lhiredis -lsqlite3 \
+                   -lcurl-gnutls -lssh2 -lcrypto
+BIN_SHARED_LIBS  = $(filter-out -lcurl -lssh2,$(shell pkg-config --static --libs-only-l libcurl \
+                   2>/dev/null)) -lnettle -lpthread -lm -ldl
+# packed relative relocations (DT_RELR): a few KB of table instead of 24
+# bytes read per relocation at start-up
+BIN_LDFLAGS := -Wl,-z,pack-relative-relocs -Wl,--as-needed
 
 SRCS      := $(sort $(wildcard src/*.c src/*/*.c))
 LIB_SRCS  := $(filter-out src/main.c,$(SRCS))
@@ -67,7 +83,8 @@ $(BUILD)/libgb.a: $(LIB_OBJS)
 	ar rcs $@ $^
 
 $(BIN): $(BUILD)/src/main.o $(BUILD)/libgb.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(MALLOC_LIBS) $(PKG_LIBS)
+	$(CC) $(LDFLAGS) $(BIN_LDFLAGS) -o $@ $^ $(MALLOC_LIBS) -Wl,-Bstatic $(BIN_STATIC_LIBS) \
+		-Wl,-Bdynamic $(BIN_SHARED_LIBS)
 
 $(BUILD)/tests/%_test: tests/unit/%_test.c $(BUILD)/libgb.a
 	@mkdir -p $(dir $@)

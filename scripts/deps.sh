@@ -6,6 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want=(make gcc pkg-config libevent-dev libcurl4-gnutls-dev libjansson-dev libsqlite3-dev nettle-dev libhiredis-dev libssh2-1-dev libmimalloc-dev ca-certificates)
+# The binary links libcurl, libssh2 and libcrypto statically (Makefile,
+# BIN_STATIC_LIBS): the linker then needs the libraries libcurl loads itself
+# (libssl-dev has libcrypto.a).
+want+=(libssl-dev libnghttp2-dev libidn2-dev librtmp-dev libpsl-dev libgnutls28-dev libkrb5-dev
+       libldap-dev libzstd-dev libbrotli-dev zlib1g-dev)
 case "${1:-build}" in
   test)  want+=(libcmocka-dev nodejs npm curl chromium sqlite3 redis-server clang libclang-rt-dev) ;;
   bench) want+=(nginx-light wrk curl) ;;

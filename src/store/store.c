@@ -1307,6 +1307,11 @@ struct gb_store *gb_store_open(const struct gb_store_opts *o, char *err, size_t 
         s->wake_at = 1;
     s->request_log_days = o->request_log_days;
     s->error_log_days = o->error_log_days;
+    /* No bulk page-cache allocation per connection (20 pages, ~90 KB, made
+     * at its first read and kept for good): cache pages are malloc'd one by
+     * one as they are needed.  Only possible before SQLite initialises; a
+     * second store in the same process (unit tests) keeps the setting. */
+    sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
     rc = sqlite3_open_v2(path, &s->db,
                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
