@@ -12,13 +12,37 @@
  * action is drained from a user event later in the same loop pass, never
  * from inside gb_curlev_add, so its caller's state is never pulled from
  * under it.
+ *
+ * Idle connections stay watched.  libcurl drops its interest in a socket
+ * when a transfer ends (CURL_POLL_REMOVE) and takes it up again with the
+ * next transfer on the same keep-alive connection; deleting and re-adding
+ * the event cost an epoll_ctl pair per upstream request.  A connection
+ * socket libcurl opened through open_socket (so that its close reaches
+ * close_socket) keeps its read event registered instead ("parked"): the
+ * next CURL_POLL_IN finds it by descriptor and changes nothing.  Should a
+ * parked socket become readable (the server closed it or sent something
+ * unasked), its event is deleted and libcurl's liveness check before the
+ * next reuse deals with the connection.  close_socket frees the event
+ * before the descriptor is closed, so no event outlives its socket.
  */
 #include "upstream/curlev.h"
 
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "core/err.h"
 #include "core/log.h"
+
+/* What we know of one descriptor libcurl uses. */
+struct sock {
+    struct event *ev; /* owned: the watch, NULL when none */
+    short kind;       /* EV_READ/EV_WRITE of ev, with EV_PERSIST */
+    unsigned opened;  /* opened by open_socket: its close reaches close_socket */
+    unsigned parked;  /* libcurl dropped it; ev stays registered (read only) */
+    unsigned armed;   /* ev is added to the loop */
+};
 
 struct gb_curlev {
     struct event_base *base;
@@ -27,8 +51,38 @@ struct gb_curlev {
     struct event *drainer; /* runs drain() from the loop */
     CURL *pool[GB_CURLEV_EASY_POOL];
     int npool;
-    int in_action; /* inside curl_multi_socket_action */
+    int in_action;      /* inside curl_multi_socket_action */
+    struct sock *socks; /* owned, by descriptor */
+    size_t nsocks;
 };
+
+/* The record of descriptor s, grown as needed; NULL when out of memory. */
+static struct sock *sock_at(struct gb_curlev *ce, curl_socket_t s)
+{
+    if (s < 0)
+        return NULL;
+    if ((size_t)s >= ce->nsocks) {
+        size_t n = ce->nsocks ? ce->nsocks : 64;
+        struct sock *v;
+
+        while (n <= (size_t)s)
+            n *= 2;
+        v = realloc(ce->socks, n * sizeof *v);
+        if (v == NULL)
+            return NULL;
+        memset(v + ce->nsocks, 0, (n - ce->nsocks) * sizeof *v);
+        ce->socks = v;
+        ce->nsocks = n;
+    }
+    return &ce->socks[s];
+}
+
+static void sock_forget(struct sock *k)
+{
+    if (k->ev != NULL)
+        event_free(k->ev);
+    memset(k, 0, sizeof *k);
+}
 
 static void drain(struct gb_curlev *ce)
 {
@@ -64,9 +118,17 @@ static void action(struct gb_curlev *ce, curl_socket_t fd, int flags)
 
 static void on_event(evutil_socket_t fd, short what, void *arg)
 {
+    struct gb_curlev *ce = arg;
     int flags = (what & EV_READ ? CURL_CSELECT_IN : 0) | (what & EV_WRITE ? CURL_CSELECT_OUT : 0);
 
-    action(arg, fd, flags);
+    if (fd >= 0 && (size_t)fd < ce->nsocks && ce->socks[fd].parked) {
+        /* an idle connection spoke (most likely the server closed it):
+         * stop watching; libcurl checks the connection before reusing it */
+        event_del(ce->socks[fd].ev);
+        ce->socks[fd].armed = 0;
+        return;
+    }
+    action(ce, fd, flags);
 }
 
 static void on_drain(evutil_socket_t fd, short what, void *arg)
@@ -83,34 +145,72 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
     action(arg, CURL_SOCKET_TIMEOUT, 0);
 }
 
-/* CURLMOPT_SOCKETFUNCTION: (un)watch a socket.  sockp is our struct event. */
+/* CURLMOPT_SOCKETFUNCTION: (un)watch a socket.  The event lives in the
+ * descriptor's record (see the top of the file for parking). */
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *sockp)
 {
     struct gb_curlev *ce = userp;
-    struct event *ev = sockp;
+    struct sock *k = sock_at(ce, s);
     short kind;
 
     (void)easy;
+    (void)sockp;
+    if (k == NULL)
+        return -1;
     if (what == CURL_POLL_REMOVE) {
-        if (ev != NULL) {
-            event_free(ev);
-            curl_multi_assign(ce->multi, s, NULL);
+        if (k->opened && k->ev != NULL && k->armed && k->kind == (EV_READ | EV_PERSIST))
+            k->parked = 1;
+        else if (k->ev != NULL) {
+            event_free(k->ev);
+            k->ev = NULL;
+            k->armed = 0;
+            k->parked = 0;
         }
         return 0;
     }
     kind = (short)((what & CURL_POLL_IN ? EV_READ : 0) | (what & CURL_POLL_OUT ? EV_WRITE : 0) |
                    EV_PERSIST);
-    if (ev == NULL) {
-        ev = event_new(ce->base, s, kind, on_event, ce);
-        if (ev == NULL)
+    k->parked = 0;
+    if (k->ev != NULL && k->kind == kind && k->armed)
+        return 0; /* a parked watch taken up again: nothing to change */
+    if (k->ev == NULL) {
+        k->ev = event_new(ce->base, s, kind, on_event, ce);
+        if (k->ev == NULL)
             return -1;
-        curl_multi_assign(ce->multi, s, ev);
     } else {
-        event_del(ev);
-        event_assign(ev, ce->base, s, kind, on_event, ce);
+        event_del(k->ev);
+        event_assign(k->ev, ce->base, s, kind, on_event, ce);
     }
-    event_add(ev, NULL);
+    k->kind = kind;
+    k->armed = event_add(k->ev, NULL) == 0;
     return 0;
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: a connection's socket, marked as ours. */
+static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    struct gb_curlev *ce = clientp;
+    curl_socket_t s = socket(a->family, a->socktype, a->protocol);
+    struct sock *k;
+
+    (void)purpose;
+    if (s == CURL_SOCKET_BAD)
+        return s;
+    if ((k = sock_at(ce, s)) != NULL) {
+        sock_forget(k); /* a stale record (cannot happen: closes come here) */
+        k->opened = 1;
+    }
+    return s;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: the watch goes before the descriptor. */
+static int close_socket(void *clientp, curl_socket_t s)
+{
+    struct gb_curlev *ce = clientp;
+
+    if (s >= 0 && (size_t)s < ce->nsocks)
+        sock_forget(&ce->socks[s]);
+    return close(s);
 }
 
 /* CURLMOPT_TIMERFUNCTION: one timer for the whole multi handle.  A zero
@@ -166,6 +266,9 @@ void gb_curlev_free(struct gb_curlev *ce)
         event_free(ce->timer);
     if (ce->drainer != NULL)
         event_free(ce->drainer);
+    for (size_t i = 0; i < ce->nsocks; i++)
+        sock_forget(&ce->socks[i]);
+    free(ce->socks);
     free(ce);
 }
 
@@ -196,6 +299,10 @@ int gb_curlev_add(struct gb_curlev *ce, struct gb_curlev_xfer *x, CURL *easy, gb
     x->ud = ud;
     x->easy = easy;
     curl_easy_setopt(easy, CURLOPT_PRIVATE, x);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, ce);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, ce);
     if (curl_multi_add_handle(ce->multi, easy) != CURLM_OK) {
         x->cb = NULL;
         return GB_EIO;
