@@ -280,8 +280,9 @@ void gb_req_add_cors(struct gb_req *r, struct evkeyvalq *headers)
  * connection's write event in the next loop pass, and when all of it went
  * out runs evhttp's "reply written" step (bufferevent_trigger ->
  * evhttp_send_done) at once.  That takes an epoll_ctl pair and an
- * epoll_wait off every answer, and the answer leaves before the request's
- * bookkeeping (gb_req_finish) rather than after it.  evhttp_send_done may
+ * epoll_wait off every answer.  Called after gb_req_finish, so metrics
+ * and the access line are done before the client can see the answer.
+ * evhttp_send_done may
  * free evcon (Connection: close), so the caller must not touch it after.
  * A partial or failed write leaves the rest to the write event, as before
  * (it reports errors itself). */
@@ -309,7 +310,7 @@ static void write_now(struct evhttp_connection *evcon)
 void gb_req_reply(struct gb_req *r, int status, const char *ctype, const char *body, size_t len)
 {
     struct evhttp_request *ev = r->ev;
-    struct evhttp_connection *evcon = r->evcon;
+    struct evhttp_connection *evcon = r->evcon, *now = NULL;
     struct evkeyvalq *h;
     struct evbuffer *buf;
 
@@ -339,12 +340,16 @@ void gb_req_reply(struct gb_req *r, int status, const char *ctype, const char *b
         /* the transfer may still point into ev's body, which evhttp frees
          * once the reply is out: then the write waits for the loop */
         if (evcon != NULL && r->easy == NULL) {
-            r->evcon = NULL; /* evhttp may free it now */
-            write_now(evcon);
+            r->evcon = NULL; /* evhttp may free it once the reply is out */
+            now = evcon;
         }
     }
     unhook_client(r);
     gb_req_finish(r);
+    /* after the bookkeeping: metrics and the access line never lag behind
+     * an answer the client already has */
+    if (now != NULL)
+        write_now(now);
 }
 
 static const char *openai_error_type(int status)
@@ -510,6 +515,7 @@ void gb_req_keepalive_arm(struct gb_req *r)
 void gb_req_stream_end(struct gb_req *r)
 {
     struct evhttp_request *ev = r->ev;
+    struct evhttp_connection *now = NULL;
 
     gb_req_stream_flush(r);
     if (ev != NULL && !r->client_gone) {
@@ -522,9 +528,11 @@ void gb_req_stream_end(struct gb_req *r)
         evhttp_send_reply_end(ev);
         if (evcon != NULL && r->easy == NULL) {
             r->evcon = NULL;
-            write_now(evcon);
+            now = evcon;
         }
     }
     unhook_client(r);
     gb_req_finish(r);
+    if (now != NULL)
+        write_now(now);
 }

@@ -66,18 +66,21 @@ describe('logs and secrets (text format)', () => {
         /* find a request that needed a retry (the quota key first: it cools per
          * model, so a model no earlier test used still meets it; round robin
          * starts at a random key) */
+        /* request i is matched with the i-th access line since the start,
+         * not with the first line after a mark taken per request: a line
+         * that reaches the pipe late is never taken for another request's */
+        const start = gw.mark();
         for (let i = 0; i < 8; i++) {
-            const mark = gw.mark();
             const m = marker('att');
             const r = await chat(gw, { model: 'gemini-2.0-flash', messages: [{ role: 'user', content: m }] }, { headers: auth(TOKENS[0]) });
             assert.equal(r.status, 200, r.text);
             const n = generateCalls(fake, m).length;
+            const lines = await waitFor(() => {
+                const l = accessLines(gw.stderr(start), 'POST', '/v1/chat/completions', 200);
+                return l.length > i ? l : null;
+            }, { timeoutMs: 3000, what: `access line ${i + 1}`, detail: () => `stderr:\n${gw.stderr(start)}` });
             if (n < 2) continue;
-            const line = (await waitFor(() => {
-                const l = accessLines(gw.stderr(mark), 'POST', '/v1/chat/completions', 200);
-                return l.length ? l : null;
-            }, { timeoutMs: 3000, what: 'the access line', detail: () => `stderr:\n${gw.stderr(mark)}` }))[0];
-            assert.match(line, new RegExp(`attempts?\\W{0,3}${n}\\b`, 'i'), `expected ${n} attempts in: ${line}`);
+            assert.match(lines[i], new RegExp(`attempts?\\W{0,3}${n}\\b`, 'i'), `expected ${n} attempts in: ${lines[i]}`);
             return;
         }
         assert.fail('no request needed a retry although the pool has a bad key');
