@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "core/utf8.h"
+
 /* Largest exponent-adjusted magnitude of a real number taken: strtod, which
  * jansson uses, overflows (an error there) only beyond 1.8e308. */
 #define JSCAN_REAL_MAX_MAG 300
@@ -76,41 +78,6 @@ int gb_jscan_object(struct gb_jscan *j)
 int gb_jscan_array(struct gb_jscan *j)
 {
     return open_container(j, GB_JT_ARRAY);
-}
-
-/* Length of the valid UTF-8 sequence at s (lead byte >= 0x80), 0 when it is
- * not one: jansson's rules (no overlong forms, no surrogates, nothing above
- * U+10FFFF). */
-static size_t utf8_len(const unsigned char *s, const unsigned char *end)
-{
-    unsigned char c = s[0], lo = 0x80, hi = 0xBF;
-    size_t n, i;
-
-    if (c >= 0xC2 && c <= 0xDF)
-        n = 2;
-    else if (c >= 0xE0 && c <= 0xEF)
-        n = 3;
-    else if (c >= 0xF0 && c <= 0xF4)
-        n = 4;
-    else
-        return 0;
-    if ((size_t)(end - s) < n)
-        return 0;
-    if (c == 0xE0)
-        lo = 0xA0; /* overlong */
-    else if (c == 0xED)
-        hi = 0x9F; /* surrogates */
-    else if (c == 0xF0)
-        lo = 0x90; /* overlong */
-    else if (c == 0xF4)
-        hi = 0x8F; /* above U+10FFFF */
-    if (s[1] < lo || s[1] > hi)
-        return 0;
-    for (i = 2; i < n; i++) {
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    }
-    return n;
 }
 
 static int hex4(const unsigned char *s, unsigned *v)
@@ -251,7 +218,7 @@ static int scan_string(struct gb_jscan *j, struct gb_buf *out, int escapes)
             run = s;
             continue;
         }
-        if (c < 0x20 || (n = utf8_len(s, end)) == 0)
+        if (c < 0x20 || (n = gb_utf8_seq(s, (size_t)(end - s))) == 0)
             return GB_JSCAN_NO;
         s += n;
     }

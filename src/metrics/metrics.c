@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "core/buf.h"
+#include "core/utf8.h"
 
 /* ---------------------------------------------------------------------
  * Tables and state
@@ -146,41 +147,6 @@ __attribute__((constructor)) static void record_start_time(void)
  * Label keys
  */
 
-/* Length of the well-formed UTF-8 sequence at p (RFC 3629 table: no
- * overlongs, no surrogates, nothing above U+10FFFF), or 0 when invalid.
- * Stops at the NUL. */
-static size_t utf8_seq(const unsigned char *p)
-{
-    unsigned char c = p[0];
-    unsigned char lo = 0x80, hi = 0xBF;
-    size_t n;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        n = 2;
-    else if (c >= 0xE0 && c <= 0xEF)
-        n = 3;
-    else if (c >= 0xF0 && c <= 0xF4)
-        n = 4;
-    else
-        return 0;
-    if (c == 0xE0)
-        lo = 0xA0;
-    else if (c == 0xED)
-        hi = 0x9F;
-    else if (c == 0xF0)
-        lo = 0x90;
-    else if (c == 0xF4)
-        hi = 0x8F;
-    if (p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (p[i] < 0x80 || p[i] > 0xBF)
-            return 0;
-    return n;
-}
-
 #define FNV_OFFSET 2166136261u
 #define FNV_PRIME 16777619u
 
@@ -212,7 +178,7 @@ static size_t model_key(const char *model, char out[GB_METRICS_MODEL_MAX_BYTES +
         }
         if (c == '\0')
             break;
-        k = utf8_seq(p);
+        k = gb_utf8_seq(p, GB_UTF8_MAX); /* stops at the NUL */
         if (k == 0 || (k == 1 && c != '\n')) {
             if (n == GB_METRICS_MODEL_MAX_BYTES)
                 break;

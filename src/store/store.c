@@ -63,6 +63,7 @@
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/utf8.h"
 
 /* The database file inside DATA_DIR. */
 #define DB_NAME "gemini-balance.db"
@@ -295,37 +296,6 @@ static int64_t floor_to(int64_t t, int64_t period)
 /* Forces NUL termination of a fixed array copied from a caller. */
 #define TERMINATE(a) ((a)[sizeof(a) - 1] = '\0')
 
-/* Length of the valid UTF-8 sequence starting at p (n bytes left), 0 when p
- * does not start one (jansson's rules: no overlong forms, no surrogates, at
- * most U+10FFFF). */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-    uint32_t cp;
-    size_t len;
-
-    if (p[0] < 0x80)
-        return 1;
-    if (p[0] >= 0xc2 && p[0] <= 0xdf)
-        len = 2, cp = p[0] & 0x1f;
-    else if (p[0] >= 0xe0 && p[0] <= 0xef)
-        len = 3, cp = p[0] & 0x0f;
-    else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-        len = 4, cp = p[0] & 0x07;
-    else
-        return 0;
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
 /* Copies n bytes of p into out (outlen > 0) with each byte that does not
  * start a valid UTF-8 sequence (or is NUL) replaced by '?', cut to fit.
  * Stored text is cut by byte counts, so a sequence may be split. */
@@ -335,7 +305,7 @@ static char *utf8_clean(const char *p, size_t n, char *out, size_t outlen)
     size_t i = 0, o = 0;
 
     while (i < n) {
-        size_t len = u[i] == 0 ? 0 : utf8_seq(u + i, n - i);
+        size_t len = u[i] == 0 ? 0 : gb_utf8_seq(u + i, n - i);
         size_t w = len ? len : 1;
         if (o + w >= outlen)
             break;
