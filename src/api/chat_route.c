@@ -125,7 +125,7 @@ static int on_body_scanned(struct gb_req *r, const struct gb_chat_opts *opts, co
         return 1;
     }
     gb_buf_init(&out, SIZE_MAX);
-    if (gb_chat_response_write(&ev, &r->chat, opts, id, (long long)time(NULL), &out) < 0)
+    if (gb_chat_response_write(&ev, &r->chat, id, (long long)time(NULL), &out) < 0)
         gb_req_error(r, 500, "internal_error", NULL, "out of memory");
     else
         gb_req_reply(r, 200, "application/json", out.data, out.len);

@@ -110,24 +110,18 @@ static int scan_content(struct scan *s, struct gb_gem_cand *c)
     return rc;
 }
 
-/* finishReason, decoded at the end of ev->text (then cut off again). */
+/* finishReason: a plain string (an escaped one goes to jansson). */
 static int scan_reason(struct scan *s, struct gb_gem_cand *c)
 {
-    struct gb_buf *t = &s->ev->text;
-    size_t start = t->len, n;
-    int rc = gb_jscan_string(&s->j, t);
+    const char *r;
+    size_t n;
 
-    n = t->len - start; /* never holds a NUL: the scanner refuses "\u0000" */
-    if (rc == 0 && n > GB_GEM_REASON_MAX)
-        rc = GB_JSCAN_NO;
-    if (rc == 0) {
-        if (n > 0)
-            memcpy(c->reason, t->data + start, n);
-        c->reason[n] = '\0';
-        c->has_reason = 1;
-    }
-    gb_buf_truncate(t, start);
-    return rc;
+    if (gb_jscan_plain(&s->j, &r, &n) < 0 || n > GB_GEM_REASON_MAX)
+        return GB_JSCAN_NO;
+    memcpy(c->reason, r, n); /* no NUL inside: raw control bytes are refused */
+    c->reason[n] = '\0';
+    c->has_reason = 1;
+    return 0;
 }
 
 static int scan_candidate(struct scan *s, struct gb_gem_cand *c)

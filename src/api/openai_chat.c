@@ -1034,10 +1034,9 @@ struct rscan {
 /* One message, {"role": ..., "content": "..."} in either order. */
 static int rscan_message(struct rscan *x)
 {
-    char role[16];
+    const char *k, *r = NULL;
     size_t rlen = 0, klen;
     unsigned seen = 0;
-    const char *k;
     int rc;
 
     gb_buf_reset(&x->text);
@@ -1048,17 +1047,8 @@ static int rscan_message(struct rscan *x)
             seen |= 1u;
             rc = gb_jscan_string(&x->j, &x->text);
         } else if (gb_jscan_is(k, klen, "role") && !(seen & 2u)) {
-            const char *at;
-
             seen |= 2u;
-            if (gb_jscan_peek(&x->j) != GB_JT_STRING)
-                return GB_EAGAIN;
-            at = x->j.p; /* a plain role is short and needs no decoding */
-            if (gb_jscan_skip(&x->j) < 0 || x->j.p - at - 2 >= (long)sizeof role ||
-                memchr(at + 1, '\\', (size_t)(x->j.p - at - 2)) != NULL)
-                return GB_EAGAIN;
-            rlen = (size_t)(x->j.p - at - 2);
-            memcpy(role, at + 1, rlen);
+            rc = gb_jscan_plain(&x->j, &r, &rlen); /* an escaped role: the general path */
         } else {
             return GB_EAGAIN; /* name, tool calls, a repeated member ... */
         }
@@ -1067,19 +1057,18 @@ static int rscan_message(struct rscan *x)
     }
     if (rc < 0 || seen != 3u)
         return GB_EAGAIN;
-    role[rlen] = '\0';
-    if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0) {
+    if (gb_jscan_is(r, rlen, "system") || gb_jscan_is(r, rlen, "developer")) {
         /* as collect_text: joined with "\n", empty texts too */
         if (x->system.len > 0 && gb_buf_puts(&x->system, "\n") < 0)
             return GB_ENOMEM;
         return gb_buf_append(&x->system, x->text.data ? x->text.data : "", x->text.len);
     }
-    if (strcmp(role, "user") != 0 && strcmp(role, "assistant") != 0)
+    if (!gb_jscan_is(r, rlen, "user") && !gb_jscan_is(r, rlen, "assistant"))
         return GB_EAGAIN;
     if (x->text.len == 0)
         return 0; /* a turn without parts is left out */
     rc = gb_buf_puts(x->body, x->turns++ > 0 ? ",{\"role\":\"" : "{\"role\":\"");
-    rc = rc ? rc : gb_buf_puts(x->body, role[0] == 'u' ? "user" : "model");
+    rc = rc ? rc : gb_buf_puts(x->body, r[0] == 'u' ? "user" : "model");
     rc = rc ? rc : gb_buf_puts(x->body, "\",\"parts\":[{\"text\":");
     rc = rc ? rc : gb_jsonw_string(x->body, x->text.data, x->text.len);
     return rc ? rc : gb_buf_puts(x->body, "}]}");
@@ -2090,13 +2079,11 @@ static int write_choice(struct gb_buf *b, long long index, const char *text, siz
 }
 
 int gb_chat_response_write(const struct gb_gem_event *ev, const struct gb_chat_req *req,
-                           const struct gb_chat_opts *opts, const char *id, long long created,
-                           struct gb_buf *out)
+                           const char *id, long long created, struct gb_buf *out)
 {
     size_t start = out->len;
     int rc;
 
-    (void)opts; /* sources and thoughts were settled by the scan */
     rc = gb_buf_puts(out, "{\"id\":");
     rc = rc ? rc : gb_jsonw_cstring(out, id);
     rc = rc ? rc : gb_buf_puts(out, ",\"object\":\"chat.completion\",\"created\":");

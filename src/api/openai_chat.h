@@ -273,8 +273,7 @@ int gb_chat_stream_scanned(struct gb_chat_stream *s, const struct gb_gem_event *
  * same bytes.  Returns 0, GB_ETOOBIG or GB_ENOMEM.
  */
 int gb_chat_response_write(const struct gb_gem_event *ev, const struct gb_chat_req *req,
-                           const struct gb_chat_opts *opts, const char *id, long long created,
-                           struct gb_buf *out);
+                           const char *id, long long created, struct gb_buf *out);
 
 /* Ends the stream: appends the usage chunk when include_usage was asked
  * (choices [] and usage from the last usageMetadata, zeros when none came),

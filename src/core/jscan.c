@@ -232,6 +232,20 @@ int gb_jscan_string(struct gb_jscan *j, struct gb_buf *out)
     return scan_string(j, out, 1);
 }
 
+int gb_jscan_plain(struct gb_jscan *j, const char **s, size_t *n)
+{
+    const char *at;
+
+    if (gb_jscan_peek(j) != GB_JT_STRING)
+        return GB_JSCAN_NO;
+    at = j->p + 1;
+    if (scan_string(j, NULL, 0) < 0)
+        return GB_JSCAN_NO;
+    *s = at;
+    *n = (size_t)(j->p - 1 - at);
+    return 0;
+}
+
 /* Steps over a number, checking what jansson would refuse; *is_int and *v
  * tell an integer's value. */
 static int scan_number(struct gb_jscan *j, int *is_int, long long *v)
@@ -354,18 +368,12 @@ static int next_member(struct gb_jscan *j, char close)
 
 int gb_jscan_key(struct gb_jscan *j, const char **key, size_t *klen)
 {
-    const char *k;
     int rc = next_member(j, '}');
 
     if (rc <= 0)
         return rc;
-    if (j->p >= j->end || *j->p != '"')
+    if (j->p >= j->end || *j->p != '"' || gb_jscan_plain(j, key, klen) < 0)
         return GB_JSCAN_NO;
-    k = j->p + 1;
-    if (scan_string(j, NULL, 0) < 0)
-        return GB_JSCAN_NO;
-    *key = k;
-    *klen = (size_t)(j->p - 1 - k);
     skip_ws(j);
     if (j->p >= j->end || *j->p != ':')
         return GB_JSCAN_NO;

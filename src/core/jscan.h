@@ -82,6 +82,11 @@ int gb_jscan_skip(struct gb_jscan *j);
  * from the buffer. */
 int gb_jscan_string(struct gb_jscan *j, struct gb_buf *out);
 
+/* Reads the next value, a string without escapes: *s and *n point at its
+ * bytes in the text (valid UTF-8, no control characters), which are then
+ * its decoded value.  A string with a backslash is refused. */
+int gb_jscan_plain(struct gb_jscan *j, const char **s, size_t *n);
+
 /* Reads the next value, an integer without fraction or exponent (as
  * jansson reads it: a json_integer), into *v. */
 int gb_jscan_int(struct gb_jscan *j, long long *v);

@@ -223,7 +223,7 @@ static void fuzz_scanned_response(const char *text, size_t len, const json_t *ro
         want = resp ? gb_jsonw_dumps(resp, &want_len) : NULL;
         FUZZ_CHECK(want != NULL, "the general reply dumps");
         gb_buf_init(&out, SIZE_MAX);
-        FUZZ_CHECK(gb_chat_response_write(&ev, req, opts, completion_id, 1700000000, &out) == 0,
+        FUZZ_CHECK(gb_chat_response_write(&ev, req, completion_id, 1700000000, &out) == 0,
                    "the scanned reply is written");
         FUZZ_CHECK(out.len == want_len && memcmp(out.data, want, want_len) == 0,
                    "the scanned reply has the general reply's bytes");

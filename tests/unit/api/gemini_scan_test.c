@@ -130,7 +130,7 @@ static int diff_reply(const char *name, const char *text, size_t n, const struct
         want = gb_jsonw_dumps(resp, NULL);
         assert_non_null(want);
         gb_buf_init(&out, SIZE_MAX);
-        assert_int_equal(gb_chat_response_write(&ev, &req, opts, id, 1700000000, &out), 0);
+        assert_int_equal(gb_chat_response_write(&ev, &req, id, 1700000000, &out), 0);
         if (strlen(want) != out.len || memcmp(want, out.data, out.len) != 0)
             fail_msg("%s: general reply\n%s\nscanned reply\n%s", name, want, out.data);
         gb_buf_release(&out);

@@ -255,6 +255,27 @@ static void test_walk(void **state)
     assert_true(gb_jscan_finish(&j) < 0);
 }
 
+/* Plain strings: their bytes as they stand, escapes refused. */
+static void test_plain(void **state)
+{
+    struct gb_jscan j;
+    const char *s;
+    size_t n;
+
+    (void)state;
+    gb_jscan_init(&j, " \"us\xc3\xa9r\"", 8);
+    assert_int_equal(gb_jscan_plain(&j, &s, &n), 0);
+    assert_int_equal(n, 5);
+    assert_memory_equal(s, "us\xc3\xa9r", 5);
+    assert_int_equal(gb_jscan_finish(&j), 0);
+    gb_jscan_init(&j, "\"us\\u0065r\"", 11);
+    assert_true(gb_jscan_plain(&j, &s, &n) < 0);
+    gb_jscan_init(&j, "\"a\x01\"", 4);
+    assert_true(gb_jscan_plain(&j, &s, &n) < 0);
+    gb_jscan_init(&j, "7", 1);
+    assert_true(gb_jscan_plain(&j, &s, &n) < 0);
+}
+
 /* Every recorded Gemini body and stream event: the scanner accepts it, as
  * jansson does. */
 static void test_recorded_bodies(void **state)
@@ -311,6 +332,7 @@ int main(void)
         cmocka_unit_test(test_refuses_where_it_could_differ),
         cmocka_unit_test(test_strings_decode_as_jansson),
         cmocka_unit_test(test_walk),
+        cmocka_unit_test(test_plain),
         cmocka_unit_test(test_recorded_bodies),
     };
 
