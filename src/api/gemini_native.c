@@ -35,6 +35,12 @@ static const struct {
  * more than the rest of the relay).  In a stream every event carries the
  * running totals, so the last one seen wins; an object split across two
  * reads is skipped (the next event has it). */
+/* Byte classes for the walks outside strings (usage scan, whole check). */
+enum { JC_OTHER, JC_QUOTE, JC_OPEN, JC_CLOSE };
+static const unsigned char json_class[256] = {
+    ['"'] = JC_QUOTE, ['{'] = JC_OPEN, ['['] = JC_OPEN, ['}'] = JC_CLOSE, [']'] = JC_CLOSE,
+};
+
 enum { U_PROMPT, U_CANDIDATES, U_THOUGHTS, U_TOTAL, U_N };
 
 static const struct {
@@ -54,8 +60,10 @@ static int scan_usage_object(const char *p, const char *end, long v[U_N])
     int depth = 1;
 
     while (p < end) {
-        char c = *p++;
-        if (c == '"') {
+        unsigned char c = json_class[(unsigned char)*p++];
+        if (c == JC_OTHER) {
+            continue;
+        } else if (c == JC_QUOTE) {
             const char *s = p;
             while (p < end && *p != '"')
                 p += *p == '\\' ? 2 : 1;
@@ -77,11 +85,10 @@ static int scan_usage_object(const char *p, const char *end, long v[U_N])
                 v[i] = x;
                 break;
             }
-        } else if (c == '{' || c == '[') {
+        } else if (c == JC_OPEN) {
             depth++;
-        } else if (c == '}' || c == ']') {
-            if (--depth == 0)
-                return 0;
+        } else if (--depth == 0) { /* JC_CLOSE */
+            return 0;
         }
     }
     return -1;
@@ -90,12 +97,16 @@ static int scan_usage_object(const char *p, const char *end, long v[U_N])
 int gb_native_usage(const char *p, size_t n, struct gb_native_usage *u)
 {
     static const char name[] = "\"usageMetadata\"";
-    const char *end = p + n, *at = p, *hit = NULL;
+    const char *end = p + n, *m = end, *hit = NULL;
     long v[U_N] = {0};
 
-    while ((at = memmem(at, (size_t)(end - at), name, sizeof name - 1)) != NULL) {
-        hit = at;
-        at += sizeof name - 1;
+    /* the last one, searched from the end, where answers keep it: by its
+     * 'M', a rare byte in JSON, at offset 6 of the quoted name */
+    while (m - p > 6 && (m = memrchr(p + 6, 'M', (size_t)(m - p - 6))) != NULL) {
+        if ((size_t)(end - (m - 6)) >= sizeof name - 1 && memcmp(m - 6, name, sizeof name - 1) == 0) {
+            hit = m - 6;
+            break;
+        }
     }
     if (hit == NULL)
         return -1;
@@ -122,47 +133,57 @@ static void scan_usage(struct gb_req *r, const char *p, size_t n)
     r->total_tokens = (int)u.total;
 }
 
-/* 1 when body is one whole JSON object: the brackets outside strings
- * balance and close at the end.  A scan, not a parse (the body is relayed
- * as it is): a few instructions a byte, enough to catch an empty or cut-off
- * answer, wherever it was cut. */
-static int looks_whole(const char *p, size_t n)
+static int is_space(unsigned char c)
 {
-    size_t i = 0, depth = 0;
-    int in_str = 0, esc = 0, closed = 0;
+    return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+}
 
-    while (i < n && (p[i] == ' ' || p[i] == '\n' || p[i] == '\r' || p[i] == '\t'))
-        i++;
-    if (i == n || p[i] != '{')
+int gb_native_whole(const char *text, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)text, *end = p + n;
+    size_t depth = 0;
+
+    while (p < end && is_space(*p))
+        p++;
+    if (p == end || *p != '{')
         return 0;
-    for (; i < n; i++) {
-        char c = p[i];
-        if (closed) {
-            if (c != ' ' && c != '\n' && c != '\r' && c != '\t')
-                return 0; /* bytes after the object */
-        } else if (in_str) {
-            if (esc)
-                esc = 0;
-            else if (c == '\\')
-                esc = 1;
-            else if (c == '"')
-                in_str = 0;
-        } else if (c == '"') {
-            in_str = 1;
-        } else if (c == '{' || c == '[') {
+    for (;;) {
+        while (p < end && json_class[*p] == JC_OTHER)
+            p++;
+        if (p == end)
+            return 0;
+        switch (json_class[*p++]) {
+        case JC_QUOTE:
+            /* the closing quote is the first one after an even run of
+             * backslashes (the run cannot reach back past p: p[-1] is a
+             * quote) */
+            for (;;) {
+                const unsigned char *q = memchr(p, '"', (size_t)(end - p)), *b;
+                if (q == NULL)
+                    return 0;
+                for (b = q; b > p && b[-1] == '\\'; b--)
+                    ;
+                p = q + 1;
+                if (((q - b) & 1) == 0)
+                    break;
+            }
+            break;
+        case JC_OPEN:
             depth++;
-        } else if (c == '}' || c == ']') {
-            if (depth == 0)
-                return 0;
-            closed = --depth == 0;
+            break;
+        default: /* JC_CLOSE; depth >= 1, the walk ends when it drops to 0 */
+            if (--depth == 0) {
+                while (p < end && is_space(*p))
+                    p++;
+                return p == end;
+            }
         }
     }
-    return closed;
 }
 
 static void on_body(struct gb_req *r)
 {
-    if (!looks_whole(r->up_body.data, r->up_body.len)) {
+    if (!gb_native_whole(r->up_body.data, r->up_body.len)) {
         /* an empty or cut-off 2xx: not the key's fault, try another */
         if (gb_upstream_retry(r, "incomplete answer") == 0)
             return;

@@ -32,6 +32,14 @@ struct gb_native_usage {
  * is none or it is cut off. */
 int gb_native_usage(const char *p, size_t n, struct gb_native_usage *u);
 
+/* 1 when p[0..n) is one whole JSON object, else 0: the brackets outside
+ * strings balance and close at the end, with only whitespace around.  A
+ * scan, not a parse (a native answer is relayed as it is): enough to catch
+ * an empty or cut-off answer, wherever it was cut, at about a byte per
+ * instruction for pretty-printed JSON (memchr through strings, a table
+ * through the rest). */
+int gb_native_whole(const char *p, size_t n);
+
 /* Checks a client-given model name for use in an upstream URL path:
  * [A-Za-z0-9._-] only, 1..GB_MODEL_NAME_MAX bytes.  1 when fine. */
 int gb_model_name_ok(const char *m);
