@@ -103,7 +103,8 @@ int gb_native_usage(const char *p, size_t n, struct gb_native_usage *u)
     /* the last one, searched from the end, where answers keep it: by its
      * 'M', a rare byte in JSON, at offset 6 of the quoted name */
     while (m - p > 6 && (m = memrchr(p + 6, 'M', (size_t)(m - p - 6))) != NULL) {
-        if ((size_t)(end - (m - 6)) >= sizeof name - 1 && memcmp(m - 6, name, sizeof name - 1) == 0) {
+        if ((size_t)(end - (m - 6)) >= sizeof name - 1 &&
+            memcmp(m - 6, name, sizeof name - 1) == 0) {
             hit = m - 6;
             break;
         }
