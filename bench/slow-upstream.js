@@ -11,6 +11,10 @@
 //
 // Listens on 127.0.0.1, port chosen by the kernel, written to PORT_FILE once
 // listening.  Other requests get a Gemini-style 404.  Loopback only.
+//
+// On SIGUSR1 it writes the number of events written so far (all streams) to
+// PORT_FILE.events (atomically, by rename): bench.sh reads it before and
+// after a window to charge the server's CPU per relayed event.
 'use strict';
 const http = require('http');
 const fs = require('fs');
@@ -40,6 +44,7 @@ const buckets = Array.from({ length: BUCKETS }, () => new Set());
 let next = 0;
 let turn = 0;
 let open = 0;
+let written = 0;
 
 setInterval(() => {
     const now = Date.now();
@@ -49,6 +54,7 @@ setInterval(() => {
             s.res.end();
         } else {
             s.res.write(EVENT);
+            written++;
         }
     }
     turn = (turn + 1) % BUCKETS;
@@ -68,6 +74,7 @@ const server = http.createServer({ keepAliveTimeout: 600000, requestTimeout: 0 }
         const s = { res, t0: Date.now(), b: next++ % BUCKETS };
         res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' });
         res.write(EVENT);
+        written++;
         buckets[s.b].add(s);
         open++;
         res.on('close', () => {
@@ -81,6 +88,10 @@ server.on('clientError', (err, sock) => sock.destroy());
 server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 }, () => {
     fs.writeFileSync(portFile + '.tmp', `${server.address().port}\n`);
     fs.renameSync(portFile + '.tmp', portFile);
+});
+process.on('SIGUSR1', () => {
+    fs.writeFileSync(portFile + '.events.tmp', `${written}\n`);
+    fs.renameSync(portFile + '.events.tmp', portFile + '.events');
 });
 process.on('SIGUSR2', () => console.error(`slow-upstream: ${open} streams open`));
 process.on('SIGTERM', () => process.exit(0));

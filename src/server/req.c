@@ -150,6 +150,8 @@ void gb_req_finish(struct gb_req *r)
         event_free(r->backoff);
     if (r->keepalive != NULL)
         event_free(r->keepalive);
+    if (r->idle != NULL)
+        event_free(r->idle);
     curl_slist_free_all(r->up_headers);
     free(r->up_url);
     if (!r->up_payload_borrowed)
@@ -467,20 +469,49 @@ static void on_chunk_sent(struct evhttp_connection *evcon, void *arg)
     curl_easy_pause(r->easy, CURLPAUSE_CONT);
 }
 
+/* Writes a chunk evhttp just queued to the client socket at once, in the
+ * loop pass that made it.  Left to itself the bufferevent would watch for
+ * writability (epoll_ctl), write in the next pass and unwatch (epoll_ctl):
+ * two system calls and a loop pass per stream event.  When all of it went
+ * out, the write watch is dropped again before the loop applies its change
+ * list (with EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST the add and the delete
+ * cancel out), and what the write callback would have done runs here;
+ * evhttp enables writing again with the next chunk it queues.  A partial
+ * write, or an error, leaves the rest to the bufferevent as before. */
+static void chunk_write_now(struct gb_req *r)
+{
+    struct evhttp_connection *evcon = r->evcon;
+    struct bufferevent *bev = evcon != NULL ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    evutil_socket_t fd = bev != NULL ? bufferevent_getfd(bev) : -1;
+    struct evbuffer *out;
+
+    if (fd < 0)
+        return;
+    out = bufferevent_get_output(bev);
+    if (evbuffer_get_length(out) == 0)
+        return;
+    evbuffer_unfreeze(out, 1);
+    int n = evbuffer_write(out, fd);
+    evbuffer_freeze(out, 1);
+    if (n <= 0 || evbuffer_get_length(out) != 0)
+        return;
+    bufferevent_disable(bev, EV_WRITE);
+    on_chunk_sent(evcon, r);
+}
+
 void gb_req_stream_send(struct gb_req *r, const char *p, size_t len)
 {
-    struct evbuffer *buf;
+    struct evbuffer *buf = r->w->chunk;
 
     if (len == 0 || r->ev == NULL || r->client_gone)
         return;
     if (r->keepalive != NULL)
-        gb_req_keepalive_arm(r);
-    buf = evbuffer_new();
-    if (buf == NULL)
-        return;
+        r->sent_ms = gb_loop_now_ms(r->w);
     evbuffer_add(buf, p, len);
     evhttp_send_reply_chunk_with_cb(r->ev, buf, on_chunk_sent, r);
-    evbuffer_free(buf);
+    /* evhttp took it all, unless the reply has no body (HEAD) */
+    evbuffer_drain(buf, evbuffer_get_length(buf));
+    chunk_write_now(r);
 }
 
 void gb_req_stream_flush(struct gb_req *r)
@@ -489,16 +520,28 @@ void gb_req_stream_flush(struct gb_req *r)
     gb_buf_reset(&r->out);
 }
 
+/* The keep-alive timer is not moved on every chunk (a timer-heap update per
+ * stream event): a chunk only notes the time, and the timer, when it fires,
+ * sends the comment if the stream has been silent for the whole period, or
+ * else sleeps again until the period after the last chunk ends. */
 static void on_keepalive(evutil_socket_t fd, short what, void *arg)
 {
     static const char comment[] = ": keep-alive\n\n";
     struct gb_req *r = arg;
+    int64_t period = gb_cfg(r->w->ctx)->stream_keepalive_s * 1000;
+    int64_t silent = gb_loop_now_ms(r->w) - r->sent_ms;
 
     (void)fd;
     (void)what;
+    if (r->reply_started && period > 0 && silent >= 0 && silent < period) {
+        struct timeval tv = {(period - silent) / 1000, (period - silent) % 1000 * 1000};
+        evtimer_add(r->keepalive, &tv);
+        return;
+    }
     if (!r->reply_started)
         gb_req_stream_start(r, NULL);
     gb_req_stream_send(r, comment, sizeof comment - 1);
+    gb_req_keepalive_arm(r);
 }
 
 void gb_req_keepalive_arm(struct gb_req *r)
@@ -509,6 +552,7 @@ void gb_req_keepalive_arm(struct gb_req *r)
         return;
     if (r->keepalive == NULL && (r->keepalive = evtimer_new(r->w->base, on_keepalive, r)) == NULL)
         return;
+    r->sent_ms = gb_loop_now_ms(r->w);
     evtimer_add(r->keepalive, &tv);
 }
 

@@ -8,6 +8,7 @@
  */
 #include "server/worker.h"
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/thread.h>
@@ -41,8 +42,9 @@ int gb_worker_init(struct gb_worker *w, int id, struct gb_ctx *ctx, int listen_f
     event_config_free(ec);
     if (w->base == NULL)
         goto fail;
+    w->chunk = evbuffer_new();
     w->http = evhttp_new(w->base);
-    if (w->http == NULL)
+    if (w->chunk == NULL || w->http == NULL)
         goto fail;
     evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
@@ -153,6 +155,9 @@ void gb_worker_join(struct gb_worker *w)
         gb_probe_cancel_all(w);
     gb_curlev_free(w->curl);
     w->curl = NULL;
+    if (w->chunk != NULL)
+        evbuffer_free(w->chunk);
+    w->chunk = NULL;
     if (w->base != NULL)
         event_base_free(w->base);
     w->base = NULL;

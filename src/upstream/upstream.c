@@ -73,6 +73,8 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
     struct gb_req *r = ud;
     size_t n = size * nmemb;
 
+    r->up_data_ms = gb_loop_now_ms(r->w);
+
     if (r->up_status == 0)
         curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->up_status);
     if (r->up_stream && r->up_status >= 200 && r->up_status < 300) {
@@ -128,6 +130,7 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
     struct gb_req *r = ud;
     size_t n = size * nmemb;
 
+    r->up_data_ms = gb_loop_now_ms(r->w);
     if (n > 12 && strncasecmp(p, "retry-after:", 12) == 0) {
         long secs = strtol(p + 12, NULL, 10);
         if (secs > 0)
@@ -354,6 +357,9 @@ static void on_done(void *ud, CURLcode result)
     struct gb_verdict v;
     long status = 0;
 
+    if (r->idle != NULL)
+        evtimer_del(r->idle);
+
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
     r->up_status = status;
     gb_curlev_easy_put(r->w->curl, r->easy);
@@ -419,6 +425,51 @@ static void on_done(void *ud, CURLcode result)
         gb_upstream_reply_error(r);
 }
 
+/*
+ * STREAM_IDLE_TIMEOUT: a streamed attempt that receives nothing for that
+ * long is broken, and ends as libcurl's own timeouts do
+ * (CURLE_OPERATION_TIMEDOUT).  libcurl's low-speed check would do it, but it
+ * re-arms a one-second timer on every read and wakes every stream once a
+ * second; here a read only notes the time (on_write), and the timer, when it
+ * fires, sleeps again for what is left of the period after the last read.
+ */
+static void on_idle(evutil_socket_t fd, short what, void *arg)
+{
+    struct gb_req *r = arg;
+    int64_t idle = gb_cfg(r->w->ctx)->stream_idle_timeout_s * 1000;
+    int64_t silent = gb_loop_now_ms(r->w) - r->up_data_ms;
+
+    (void)fd;
+    (void)what;
+    if (r->easy == NULL)
+        return;
+    if (silent >= 0 && silent < idle) {
+        struct timeval tv = {(idle - silent) / 1000, (idle - silent) % 1000 * 1000};
+        evtimer_add(r->idle, &tv);
+        return;
+    }
+    gb_debug("attempt %d with key %s: no upstream bytes for %lld ms", r->attempts,
+             gb_keypool_key_id(r->w->ctx->pool, r->key_idx), (long long)silent);
+    gb_curlev_remove(r->w->curl, &r->xfer);
+    on_done(r, CURLE_OPERATION_TIMEDOUT);
+}
+
+/* Arms the idle timer of a streamed attempt that just started; 0, or
+ * GB_ENOMEM. */
+static int idle_arm(struct gb_req *r)
+{
+    long idle = gb_cfg(r->w->ctx)->stream_idle_timeout_s;
+    struct timeval tv = {idle, 0};
+
+    if (!r->up_stream || idle <= 0)
+        return 0;
+    if (r->idle == NULL && (r->idle = evtimer_new(r->w->base, on_idle, r)) == NULL)
+        return GB_ENOMEM;
+    r->up_data_ms = gb_loop_now_ms(r->w);
+    evtimer_add(r->idle, &tv);
+    return 0;
+}
+
 static int setup_easy(struct gb_req *r, const char *key)
 {
     const struct gb_config *cfg = gb_cfg(r->w->ctx);
@@ -455,11 +506,6 @@ static int setup_easy(struct gb_req *r, const char *key)
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, cfg->time_out * 1000L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, cfg->connect_timeout * 1000L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    if (r->up_stream && cfg->stream_idle_timeout_s > 0) {
-        /* a stream slower than 1 byte/s for that long is broken */
-        curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, cfg->stream_idle_timeout_s);
-    }
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     /* only the configured proxy: an http_proxy in the environment must not
@@ -528,6 +574,8 @@ static void attempt(struct gb_req *r)
     gb_keypool_key(ctx->pool, idx, key, sizeof key);
     rc = r->easy == NULL ? GB_ENOMEM : setup_easy(r, key);
     memset(key, 0, sizeof key);
+    if (rc == 0)
+        rc = idle_arm(r);
     if (rc < 0 || gb_curlev_add(r->w->curl, &r->xfer, r->easy, on_done, r) < 0) {
         gb_curlev_easy_put(r->w->curl, r->easy);
         r->easy = NULL;

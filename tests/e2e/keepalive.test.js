@@ -10,6 +10,47 @@ import {
     startFakeUpstream, startGateway, chat, openai, parseOpenAISse, marker, generateCalls, echoText, T_SHORT, HOOK,
 } from './lib/harness.js';
 
+describe('stream keep-alives between events', () => {
+    /* The comment timer is not moved on every chunk: it notes when the last
+     * one went out and sleeps again for the rest of the period. */
+    let fake, gw;
+    test('setup', HOOK, async () => {
+        fake = await startFakeUpstream({ port: 0, slowMs: 10, slowEventMs: 2500 });
+        gw = await startGateway(fake, { keys: ['slow-10-ka'], env: { STREAM_KEEPALIVE_SECONDS: '1' } });
+    });
+
+    test('a silence between two events gets comments, placed between them', { timeout: T_SHORT }, async () => {
+        fake.config({ slowEventMs: 2500 });
+        const m = marker('kamid');
+        const res = await chat(gw, { model: 'gemini-2.5-flash', stream: true, messages: [{ role: 'user', content: `${m} a b c d e f` }] },
+            { timeoutMs: 15000 });
+        assert.equal(res.status, 200);
+        const blocks = res.text.split('\n\n').filter(Boolean);
+        const firstData = blocks.findIndex((b) => b.startsWith('data: '));
+        const comments = blocks.map((b, i) => [b, i]).filter(([b]) => b.startsWith(': keep-alive')).map(([, i]) => i);
+        assert.ok(comments.length >= 2, `expected comments in the 2.5 s gaps:\n${res.text.slice(0, 600)}`);
+        assert.ok(comments.every((i) => i > firstData), 'a comment before the first event (the upstream answered at once)');
+        const events = parseOpenAISse(res.text);
+        assert.equal(events.at(-1), '[DONE]');
+    });
+
+    test('events closer together than the period get no comment', { timeout: T_SHORT }, async () => {
+        fake.config({ slowEventMs: 600 });
+        const m = marker('kaflow');
+        const t0 = Date.now();
+        const res = await chat(gw, { model: 'gemini-2.5-flash', stream: true, messages: [{ role: 'user', content: `${m} a b c d e f` }] },
+            { timeoutMs: 15000 });
+        assert.equal(res.status, 200);
+        assert.ok(Date.now() - t0 > 1100, 'the stream must last longer than the period');
+        assert.ok(!res.text.includes(': keep-alive'), `a comment while events flowed:\n${res.text.slice(0, 600)}`);
+    });
+
+    test('teardown', HOOK, async () => {
+        await gw.stop();
+        await fake.close();
+    });
+});
+
 describe('stream keep-alives', () => {
     let fake, gw;
     test('setup', HOOK, async () => {

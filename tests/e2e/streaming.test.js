@@ -226,3 +226,71 @@ describe('client hang-up while the upstream is silent', () => {
         assert.equal(h.keys.disabled + h.keys.cooling, 0, 'the key was blamed for the client leaving');
     });
 });
+
+describe('stream idle timeout (STREAM_IDLE_TIMEOUT)', () => {
+    /* TIME_OUT is far away, so only the idle timeout can end these. */
+    let fake;
+    let gw;
+    before(async () => {
+        fake = await startFakeUpstream({ port: 0, slowMs: 10, slowEventMs: 2500 });
+        gw = await startGateway(fake, {
+            keys: ['slow-idle'], env: { STREAM_IDLE_TIMEOUT: '1', TIME_OUT: '60', MAX_RETRIES: '0' },
+        });
+    }, HOOK);
+    after(async () => {
+        if (gw) await gw.stop();
+        if (fake) await fake.close();
+    }, HOOK);
+
+    test('an upstream silent for longer mid-stream is cut: error event, upstream request closed', { timeout: T_SHORT }, async () => {
+        fake.reset();
+        fake.config({ slowMs: 10, slowEventMs: 2500 });
+        const m = marker('idlecut');
+        const t0 = Date.now();
+        const r = await chat(gw, { model: 'gemini-2.5-flash', stream: true, messages: [{ role: 'user', content: `${m} a b c d e f` }] });
+        const ms = Date.now() - t0;
+        assert.equal(r.status, 200);
+        const blocks = r.text.split('\n\n').filter(Boolean);
+        const errIdx = blocks.findIndex((b) => /^data: \{\s*"error"\s*:/.test(b));
+        assert.ok(errIdx >= 1, `no error event after a chunk in ${JSON.stringify(r.text)}`);
+        assert.ok(contentOf(parseOpenAISse(blocks.slice(0, errIdx).join('\n\n') + '\n\n')).startsWith('Echo: '));
+        /* cut about 1 s after the first event, long before the second (2.5 s) */
+        assert.ok(ms >= 900 && ms < 2400, `stream ended after ${ms} ms`);
+        await waitFor(() => generateCalls(fake, m).length === 1 && generateCalls(fake, m)[0].aborted === true, {
+            timeoutMs: 1500, what: 'the upstream request to be closed',
+        });
+        assert.equal(generateCalls(fake, m)[0].eventsSent, 1);
+    });
+
+    test('events closer together than the timeout flow on, however long the stream', { timeout: T_SHORT }, async () => {
+        fake.reset();
+        fake.config({ slowMs: 10, slowEventMs: 700 });
+        const m = marker('idleok');
+        const t0 = Date.now();
+        const r = await chat(gw, { model: 'gemini-2.5-flash', stream: true, messages: [{ role: 'user', content: `${m} a b c d e f` }] });
+        const ms = Date.now() - t0;
+        assert.equal(r.status, 200);
+        assert.ok(!/"error"/.test(r.text), r.text);
+        const events = parseOpenAISse(r.text);
+        assert.equal(events[events.length - 1], '[DONE]');
+        assert.ok(contentOf(events).includes(m), contentOf(events));
+        const rec = generateCalls(fake, m)[0];
+        assert.ok(rec.eventsSent >= 3, `only ${rec.eventsSent} events: the test needs a stream longer than the timeout`);
+        assert.ok(ms > 1300, `the stream took only ${ms} ms`);
+    });
+
+    test('an upstream silent before its first byte: a clear error well before TIME_OUT', { timeout: T_SHORT }, async () => {
+        fake.reset();
+        fake.config({ slowMs: 4000, slowEventMs: 300 });
+        const m = marker('idlehead');
+        const t0 = Date.now();
+        const r = await chat(gw, { model: 'gemini-2.5-flash', stream: true, messages: [{ role: 'user', content: m }] });
+        const ms = Date.now() - t0;
+        assert.ok(r.status >= 500, `status ${r.status}: ${r.text}`);
+        assert.ok(JSON.parse(r.text).error.message, r.text);
+        assert.ok(ms >= 900 && ms < 3000, `answered after ${ms} ms`);
+        await waitFor(() => generateCalls(fake, m).length === 1 && generateCalls(fake, m)[0].aborted === true, {
+            timeoutMs: 1500, what: 'the upstream request to be closed',
+        });
+    });
+});
