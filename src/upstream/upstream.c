@@ -439,7 +439,6 @@ static int setup_easy(struct gb_req *r, const char *key)
         return GB_ENOMEM;
     curl_slist_free_all(r->up_headers);
     r->up_headers = h;
-    curl_easy_setopt(e, CURLOPT_URL, r->up_url);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
     if (r->up_payload != NULL) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->up_payload);
@@ -465,7 +464,8 @@ static int setup_easy(struct gb_req *r, const char *key)
     /* only the configured proxy: an http_proxy in the environment must not
      * capture the upstream traffic (nor loopback tests) */
     curl_easy_setopt(e, CURLOPT_PROXY, cfg->proxy ? cfg->proxy : "");
-    return 0;
+    /* last: on success the transfer holds a URL cache entry until it ends */
+    return gb_curlev_set_url(r->w->curl, &r->xfer, e, r->up_url);
 }
 
 static void attempt(struct gb_req *r)
