@@ -292,6 +292,9 @@ void gb_curlev_free(struct gb_curlev *ce)
     free(ce);
 }
 
+/* The reset is not only for options: libcurl 7.88 keeps the count of
+ * dead-connection retries (give-up at 5) per easy handle across transfers,
+ * and only curl_easy_reset clears it (docs/ARCHITECTURE.md). */
 CURL *gb_curlev_easy_get(struct gb_curlev *ce)
 {
     if (ce->npool > 0) {
