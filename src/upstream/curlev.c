@@ -24,6 +24,11 @@
  * unasked), its event is deleted and libcurl's liveness check before the
  * next reuse deals with the connection.  close_socket frees the event
  * before the descriptor is closed, so no event outlives its socket.
+ *
+ * Upstream URLs go to libcurl parsed (gb_curlev_set_url, urlcache.h): a
+ * transfer holds its cache entry from gb_curlev_set_url until it leaves the
+ * multi handle (drain, gb_curlev_remove, a failed gb_curlev_add), so no entry
+ * is evicted while libcurl may read it.
  */
 #include "upstream/curlev.h"
 
@@ -34,6 +39,7 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "upstream/urlcache.h"
 
 /* What we know of one descriptor libcurl uses. */
 struct sock {
@@ -54,6 +60,7 @@ struct gb_curlev {
     int in_action;      /* inside curl_multi_socket_action */
     struct sock *socks; /* owned, by descriptor */
     size_t nsocks;
+    struct gb_urlcache *urls; /* owned: parsed upstream URLs (gb_curlev_set_url) */
 };
 
 /* The record of descriptor s, grown as needed; NULL when out of memory. */
@@ -84,6 +91,15 @@ static void sock_forget(struct sock *k)
     memset(k, 0, sizeof *k);
 }
 
+/* The transfer left the multi handle: libcurl reads its CURLU no more. */
+static void release_url(struct gb_curlev *ce, struct gb_curlev_xfer *x)
+{
+    if (x->url != NULL) {
+        gb_urlcache_put(ce->urls, x->url);
+        x->url = NULL;
+    }
+}
+
 static void drain(struct gb_curlev *ce)
 {
     CURLMsg *msg;
@@ -98,6 +114,8 @@ static void drain(struct gb_curlev *ce)
             continue;
         curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
         curl_multi_remove_handle(ce->multi, easy);
+        if (x != NULL)
+            release_url(ce, x);
         if (x != NULL && x->cb != NULL) {
             gb_curlev_done_cb cb = x->cb;
             x->cb = NULL;
@@ -241,7 +259,8 @@ struct gb_curlev *gb_curlev_new(struct event_base *base, long maxconns)
     ce->multi = curl_multi_init();
     ce->timer = evtimer_new(base, on_timeout, ce);
     ce->drainer = event_new(base, -1, 0, on_drain, ce);
-    if (ce->multi == NULL || ce->timer == NULL || ce->drainer == NULL)
+    ce->urls = gb_urlcache_new(GB_URLCACHE_SLOTS);
+    if (ce->multi == NULL || ce->timer == NULL || ce->drainer == NULL || ce->urls == NULL)
         goto fail;
     curl_multi_setopt(ce->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
     curl_multi_setopt(ce->multi, CURLMOPT_SOCKETDATA, ce);
@@ -266,12 +285,16 @@ void gb_curlev_free(struct gb_curlev *ce)
         event_free(ce->timer);
     if (ce->drainer != NULL)
         event_free(ce->drainer);
+    gb_urlcache_free(ce->urls); /* after the multi handle: no transfer reads it */
     for (size_t i = 0; i < ce->nsocks; i++)
         sock_forget(&ce->socks[i]);
     free(ce->socks);
     free(ce);
 }
 
+/* The reset is not only for options: libcurl 7.88 keeps the count of
+ * dead-connection retries (give-up at 5) per easy handle across transfers,
+ * and only curl_easy_reset clears it (docs/ARCHITECTURE.md). */
 CURL *gb_curlev_easy_get(struct gb_curlev *ce)
 {
     if (ce->npool > 0) {
@@ -292,6 +315,22 @@ void gb_curlev_easy_put(struct gb_curlev *ce, CURL *easy)
         curl_easy_cleanup(easy);
 }
 
+int gb_curlev_set_url(struct gb_curlev *ce, struct gb_curlev_xfer *x, CURL *easy, const char *url)
+{
+    release_url(ce, x);
+    x->url = gb_urlcache_get(ce->urls, url);
+    curl_easy_setopt(easy, CURLOPT_CURLU, x->url ? gb_urlcache_curlu(x->url) : NULL);
+    /* The string too: without it Curl_pretransfer would print the URL out
+     * of the CURLU (curl_url_get, ~9K instructions) for the transfer's URL
+     * string.  libcurl parses nothing from the string while a CURLU is set. */
+    if (curl_easy_setopt(easy, CURLOPT_URL, url) != CURLE_OK) {
+        curl_easy_setopt(easy, CURLOPT_CURLU, NULL);
+        release_url(ce, x);
+        return GB_ENOMEM;
+    }
+    return 0;
+}
+
 int gb_curlev_add(struct gb_curlev *ce, struct gb_curlev_xfer *x, CURL *easy, gb_curlev_done_cb cb,
                   void *ud)
 {
@@ -305,6 +344,7 @@ int gb_curlev_add(struct gb_curlev *ce, struct gb_curlev_xfer *x, CURL *easy, gb
     curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, ce);
     if (curl_multi_add_handle(ce->multi, easy) != CURLM_OK) {
         x->cb = NULL;
+        release_url(ce, x);
         return GB_EIO;
     }
     if (!ce->in_action) {
@@ -320,10 +360,13 @@ int gb_curlev_add(struct gb_curlev *ce, struct gb_curlev_xfer *x, CURL *easy, gb
 
 void gb_curlev_remove(struct gb_curlev *ce, struct gb_curlev_xfer *x)
 {
-    if (x->easy == NULL)
+    if (x->easy == NULL) {
+        release_url(ce, x); /* set but never added */
         return;
+    }
     if (ce->in_action)
         gb_error("curlev: transfer removed from inside libcurl (bug)");
     x->cb = NULL;
     curl_multi_remove_handle(ce->multi, x->easy);
+    release_url(ce, x);
 }

@@ -18,15 +18,18 @@
 #define GB_CURLEV_EASY_POOL 64
 
 struct gb_curlev;
+struct gb_urlcache_ent;
 
 typedef void (*gb_curlev_done_cb)(void *ud, CURLcode result);
 
 /* A transfer's completion hook; embed it in the object that owns the easy
- * handle.  Fields are set by gb_curlev_add. */
+ * handle, zeroed before first use.  cb, ud and easy are set by
+ * gb_curlev_add, url by gb_curlev_set_url. */
 struct gb_curlev_xfer {
     gb_curlev_done_cb cb;
     void *ud;
     CURL *easy;
+    struct gb_urlcache_ent *url; /* private: cached parsed URL libcurl reads, or NULL */
 };
 
 /* Creates the glue on base.  maxconns sizes the connection cache.  Returns
@@ -43,13 +46,27 @@ CURL *gb_curlev_easy_get(struct gb_curlev *ce);
 /* Gives an easy handle back (not added to the multi handle any more). */
 void gb_curlev_easy_put(struct gb_curlev *ce, CURL *easy);
 
+/*
+ * Sets easy's URL for the transfer x is about to start.  A URL found in (or
+ * added to) the worker's cache goes in parsed, with CURLOPT_CURLU, so libcurl
+ * neither parses it again nor prints it back out (urlcache.h); the string is
+ * set with CURLOPT_URL as well, as the transfer's URL string (libcurl takes
+ * the URL itself from the CURLU, which overrides CURLOPT_URL).  x holds the
+ * cache entry until the transfer leaves the multi handle: before cb runs, in
+ * gb_curlev_remove, or when gb_curlev_add fails.  An uncached URL (cache
+ * full of transfers in flight, too long, or rejected by libcurl's parser)
+ * goes in with CURLOPT_URL alone, as before.  Returns 0 or GB_ENOMEM.
+ */
+int gb_curlev_set_url(struct gb_curlev *ce, struct gb_curlev_xfer *x, CURL *easy, const char *url);
+
 /* Starts the transfer; cb(ud, result) runs once it ends, unless it is
  * removed first.  Returns 0 or GB_EIO (then cb is never called). */
 int gb_curlev_add(struct gb_curlev *ce, struct gb_curlev_xfer *x, CURL *easy, gb_curlev_done_cb cb,
                   void *ud);
 
 /* Cancels a transfer: removes it from the multi handle (closing or keeping
- * its connection as libcurl sees fit); cb is not called.  Must not be called
+ * its connection as libcurl sees fit) and gives back its cached URL; cb is
+ * not called.  Must not be called
  * from inside a libcurl callback. */
 void gb_curlev_remove(struct gb_curlev *ce, struct gb_curlev_xfer *x);
 
