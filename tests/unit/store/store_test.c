@@ -366,6 +366,59 @@ static void test_records_persist(void **state)
     assert_int_equal(db_int(f->db, "SELECT SUM(requests) FROM usage WHERE key_hash = ''"), 1);
 }
 
+/* Request records go to SQLite in INSERTs of 32, 8 and 1 rows; a run ends at
+ * the end of a batch or at another kind of record.  A statement rejected for
+ * one bad row is written again row by row, so that only the bad row is lost. */
+static void test_request_runs(void **state)
+{
+    struct fixture *f = *state;
+    struct gb_store *s = open_store(f, 0, 0, 0);
+    struct gb_store_error e = error_rec(T_FIXED, KEY_A, 429, "RESOURCE_EXHAUSTED");
+    int n = 0;
+
+    gb_store_close(s);
+    db_exec(f->db, "CREATE TRIGGER reject BEFORE INSERT ON request_log WHEN NEW.model = 'bad'"
+                   " BEGIN SELECT RAISE(ABORT, 'bad model'); END");
+    s = open_store(f, 0, 0, 0);
+    /* 70 records, an error record, 40 more: 32 + 32 + 6 x 1 | 32 + 8; the
+     * 11th (in a 32-row statement) and the 105th (in an 8-row one) are
+     * rejected */
+    for (int i = 0; i < 110; i++, n++) {
+        if (i == 70)
+            assert_int_equal(gb_store_log_error(s, &e), 0);
+        log_request(s, T_FIXED + i, i % 2 ? KEY_A : KEY_B, i == 10 || i == 104 ? "bad" : "m",
+                    i % 3 ? 200 : 500, 3);
+    }
+    assert_int_equal(count_requests(s), n - 2);
+    assert_int_equal(gb_store_dropped(s), 2);
+    gb_store_close(s);
+
+    assert_int_equal(db_int(f->db, "SELECT COUNT(*) FROM request_log"), n - 2);
+    assert_int_equal(db_int(f->db, "SELECT COUNT(*) FROM error_log"), 1);
+    /* rows keep the order they were queued in, with every field */
+    assert_int_equal(db_int(f->db, "SELECT COUNT(*) FROM request_log a JOIN request_log b"
+                                   " ON a.id < b.id AND a.ts_ms >= b.ts_ms"),
+                     0);
+    assert_int_equal(db_int(f->db, "SELECT COUNT(*) FROM request_log WHERE ts_ms IN ("
+                                   "1704889800010, 1704889800104)"),
+                     0);
+    assert_string_equal(db_text(f->db, "SELECT route || '|' || model || '|' || key_hash || '|' ||"
+                                       " key_id || '|' || status || '|' || attempts || '|' ||"
+                                       " latency_ms || '|' || prompt_tokens || '|' ||"
+                                       " completion_tokens || '|' || total_tokens"
+                                       " FROM request_log WHERE ts_ms = 1704889800109"),
+                        "chat|m|aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa|"
+                        "#0...aaaa|200|1|12|2|1|3");
+    assert_int_equal(db_int(f->db, "SELECT SUM(ts_ms - 1704889800000) FROM request_log"),
+                     109 * 110 / 2 - 10 - 104);
+    /* usage counts what was written, not what was rejected */
+    assert_int_equal(db_int(f->db, "SELECT SUM(requests) FROM usage"), n - 2);
+    assert_int_equal(db_int(f->db, "SELECT SUM(tokens) FROM usage"), 3 * (n - 2));
+    assert_int_equal(db_int(f->db, "SELECT SUM(success) FROM usage"),
+                     db_int(f->db, "SELECT COUNT(*) FROM request_log WHERE status = 200"));
+    assert_int_equal(db_int(f->db, "SELECT COUNT(*) FROM usage WHERE model = 'bad'"), 0);
+}
+
 /* --- keys ------------------------------------------------------------------ */
 
 struct loaded {
@@ -1013,6 +1066,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_creates_db_and_wal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_records_persist, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_request_runs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keys_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_full_drops, setup, teardown),
