@@ -499,7 +499,8 @@ static void chunk_write_now(struct gb_req *r)
     on_chunk_sent(evcon, r);
 }
 
-void gb_req_stream_send(struct gb_req *r, const char *p, size_t len)
+/* Queues a chunk; now: also writes it to the socket at once. */
+static void stream_send(struct gb_req *r, const char *p, size_t len, int now)
 {
     struct evbuffer *buf = r->w->chunk;
 
@@ -511,12 +512,18 @@ void gb_req_stream_send(struct gb_req *r, const char *p, size_t len)
     evhttp_send_reply_chunk_with_cb(r->ev, buf, on_chunk_sent, r);
     /* evhttp took it all, unless the reply has no body (HEAD) */
     evbuffer_drain(buf, evbuffer_get_length(buf));
-    chunk_write_now(r);
+    if (now)
+        chunk_write_now(r);
+}
+
+void gb_req_stream_send(struct gb_req *r, const char *p, size_t len)
+{
+    stream_send(r, p, len, 1);
 }
 
 void gb_req_stream_flush(struct gb_req *r)
 {
-    gb_req_stream_send(r, r->out.data, r->out.len);
+    stream_send(r, r->out.data, r->out.len, 1);
     gb_buf_reset(&r->out);
 }
 
@@ -561,7 +568,9 @@ void gb_req_stream_end(struct gb_req *r)
     struct evhttp_request *ev = r->ev;
     struct evhttp_connection *now = NULL;
 
-    gb_req_stream_flush(r);
+    /* the last chunk goes out with the end of the reply, in one write */
+    stream_send(r, r->out.data, r->out.len, 0);
+    gb_buf_reset(&r->out);
     if (ev != NULL && !r->client_gone) {
         struct evhttp_connection *evcon = r->evcon;
 

@@ -86,6 +86,9 @@
 #define WAKE_RECORDS 1024
 /* Usage rows are kept at least this many days (for "today" and charts). */
 #define USAGE_MIN_DAYS 2
+/* Bytes a statement journal may hold in memory before SQLite moves it to a
+ * temporary file (default 64 KB; see gb_store_open). */
+#define STMT_JOURNAL_SPILL (1024 * 1024)
 /* Most request records written by one INSERT (request_inserts[]). */
 #define REQUEST_CHUNK 32
 /* Parameters of one request_log row. */
@@ -1390,6 +1393,12 @@ struct gb_store *gb_store_open(const struct gb_store_opts *o, char *err, size_t 
      * one as they are needed.  Only possible before SQLite initialises; a
      * second store in the same process (unit tests) keeps the setting. */
     sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
+    /* A multi-row INSERT keeps a statement journal (the pages it changes
+     * that the transaction had already changed, so a failed row can undo
+     * the statement alone).  Past 64 KB SQLite moves it to a file in
+     * /var/tmp: a pwrite per page, about one per request record.  Ours
+     * stays far below this bound and lives for one statement. */
+    sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, STMT_JOURNAL_SPILL);
     rc = sqlite3_open_v2(path, &s->db,
                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
