@@ -55,7 +55,11 @@
 #        per stream and never ends one on its own        target <= 32 KB each
 #   (m3) the same streams as POST ...:streamGenerateContent?alt=sse through
 #        the gateway's native relay (information, no target)
-# plus the idle RSS of the fresh gateway (target <= 10 MB).  The gateway gets
+# plus the idle RSS of the fresh gateway (target <= 10 MB).  While m2, m3 and
+# nginx's streams are held, the server's CPU over BENCH_MEM_CPU_SECONDS
+# (default 5) divided by the events slow-upstream.js wrote meanwhile (its
+# SIGUSR1 count): the CPU per event that arrives on its own, as from Google
+# (target for m2: <= 4 us).  The gateway gets
 # the env above plus CLIENT_TIMEOUT=600; everything is restarted per case.
 # The table is appended to results.md.  BENCH_MEM_TIMEOUT (default 90) bounds
 # the setup of one case in seconds.
