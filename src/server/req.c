@@ -507,7 +507,7 @@ static void stream_send(struct gb_req *r, const char *p, size_t len, int now)
     if (len == 0 || r->ev == NULL || r->client_gone)
         return;
     if (r->keepalive != NULL)
-        r->sent_ms = gb_loop_now_ms(r->w);
+        r->sent_ms = gb_now_ms();
     evbuffer_add(buf, p, len);
     evhttp_send_reply_chunk_with_cb(r->ev, buf, on_chunk_sent, r);
     /* evhttp took it all, unless the reply has no body (HEAD) */
@@ -536,7 +536,7 @@ static void on_keepalive(evutil_socket_t fd, short what, void *arg)
     static const char comment[] = ": keep-alive\n\n";
     struct gb_req *r = arg;
     int64_t period = gb_cfg(r->w->ctx)->stream_keepalive_s * 1000;
-    int64_t silent = gb_loop_now_ms(r->w) - r->sent_ms;
+    int64_t silent = gb_now_ms() - r->sent_ms;
 
     (void)fd;
     (void)what;
@@ -559,7 +559,7 @@ void gb_req_keepalive_arm(struct gb_req *r)
         return;
     if (r->keepalive == NULL && (r->keepalive = evtimer_new(r->w->base, on_keepalive, r)) == NULL)
         return;
-    r->sent_ms = gb_loop_now_ms(r->w);
+    r->sent_ms = gb_now_ms();
     evtimer_add(r->keepalive, &tv);
 }
 

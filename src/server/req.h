@@ -86,7 +86,7 @@ struct gb_req {
     int relaying;            /* the upstream's 2xx answer began to flow to the client */
     int client_stream;       /* the client asked for a stream (OpenAI: keep-alives apply) */
     struct event *keepalive; /* owned: SSE comment timer while the stream is silent */
-    int64_t sent_ms;         /* when the stream last sent a chunk (gb_loop_now_ms):
+    int64_t sent_ms;         /* when the stream last sent a chunk (gb_now_ms):
                                 the keep-alive timer is re-armed lazily */
     int status;              /* status sent to the client */
     const char *error;       /* short reason for the access log (static string) */
@@ -108,7 +108,7 @@ struct gb_req {
     struct gb_buf up_body; /* owned: answer or error body of the current attempt */
     int paused;            /* upstream read paused for a slow client */
     struct event *idle;    /* owned: STREAM_IDLE_TIMEOUT of a streamed attempt */
-    int64_t up_data_ms;    /* when the attempt last received bytes (gb_loop_now_ms) */
+    int64_t up_data_ms;    /* when the attempt last received bytes (gb_now_ms) */
     uint32_t tried[GB_REQ_MAX_TRIED];
     size_t ntried;
     int attempts;       /* all attempts of this request (for the log) */

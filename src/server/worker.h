@@ -13,9 +13,6 @@
 
 #include <pthread.h>
 #include <stdint.h>
-#include <sys/time.h>
-
-#include <event2/event.h>
 
 #include "config/config.h"
 #include "keypool/keypool.h"
@@ -65,17 +62,6 @@ struct gb_worker {
     struct gb_conns *conns; /* client connection count and limit (conn.c) */
     struct evbuffer *chunk; /* owned: scratch for stream chunks, empty between uses */
 };
-
-/* The loop's cached wall clock in milliseconds: the time the current loop
- * pass began (no system call). */
-static inline int64_t gb_loop_now_ms(struct gb_worker *w)
-{
-    struct timeval tv;
-
-    if (event_base_gettimeofday_cached(w->base, &tv) != 0)
-        gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
 
 /* The current configuration (an acquire load: SIGHUP may swap it).  A
  * config stays valid until the process ends. */

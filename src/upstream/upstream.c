@@ -73,7 +73,7 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
     struct gb_req *r = ud;
     size_t n = size * nmemb;
 
-    r->up_data_ms = gb_loop_now_ms(r->w);
+    r->up_data_ms = gb_now_ms();
 
     if (r->up_status == 0)
         curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->up_status);
@@ -131,7 +131,7 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
     size_t n = size * nmemb;
     int c0 = n > 0 ? p[0] | 0x20 : 0; /* lower case for letters */
 
-    r->up_data_ms = gb_loop_now_ms(r->w);
+    r->up_data_ms = gb_now_ms();
     /* most headers start with neither letter: one compare instead of two
      * strncasecmp calls each (a dozen headers per answer) */
     if (c0 != 'r' && c0 != 'c')
@@ -442,7 +442,7 @@ static void on_idle(evutil_socket_t fd, short what, void *arg)
 {
     struct gb_req *r = arg;
     int64_t idle = gb_cfg(r->w->ctx)->stream_idle_timeout_s * 1000;
-    int64_t silent = gb_loop_now_ms(r->w) - r->up_data_ms;
+    int64_t silent = gb_now_ms() - r->up_data_ms;
 
     (void)fd;
     (void)what;
@@ -470,7 +470,7 @@ static int idle_arm(struct gb_req *r)
         return 0;
     if (r->idle == NULL && (r->idle = evtimer_new(r->w->base, on_idle, r)) == NULL)
         return GB_ENOMEM;
-    r->up_data_ms = gb_loop_now_ms(r->w);
+    r->up_data_ms = gb_now_ms();
     evtimer_add(r->idle, &tv);
     return 0;
 }
