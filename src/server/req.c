@@ -278,6 +278,29 @@ void gb_req_add_cors(struct gb_req *r, struct evkeyvalq *headers)
     }
 }
 
+/* Writes what evcon's output holds to its socket now; returns its
+ * bufferevent when all of it went out, else NULL (nothing queued, a partial
+ * write or an error, which the write event then deals with as usual). */
+static struct bufferevent *write_out(struct evhttp_connection *evcon)
+{
+    struct bufferevent *bev = evcon != NULL ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    evutil_socket_t fd = bev != NULL ? bufferevent_getfd(bev) : -1;
+    struct evbuffer *out;
+    int n;
+
+    if (fd < 0)
+        return NULL;
+    out = bufferevent_get_output(bev);
+    if (evbuffer_get_length(out) == 0)
+        return NULL;
+    /* a socket bufferevent keeps its output's start frozen outside its
+     * own write callback */
+    evbuffer_unfreeze(out, 1);
+    n = evbuffer_write(out, fd);
+    evbuffer_freeze(out, 1);
+    return n > 0 && evbuffer_get_length(out) == 0 ? bev : NULL;
+}
+
 /* Writes the reply evhttp just queued on evcon now, instead of from the
  * connection's write event in the next loop pass, and when all of it went
  * out runs evhttp's "reply written" step (bufferevent_trigger ->
@@ -290,22 +313,9 @@ void gb_req_add_cors(struct gb_req *r, struct evkeyvalq *headers)
  * (it reports errors itself). */
 static void write_now(struct evhttp_connection *evcon)
 {
-    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
-    evutil_socket_t fd = bev != NULL ? bufferevent_getfd(bev) : -1;
-    struct evbuffer *out;
-    int n;
+    struct bufferevent *bev = write_out(evcon);
 
-    if (fd < 0)
-        return;
-    out = bufferevent_get_output(bev);
-    if (evbuffer_get_length(out) == 0)
-        return;
-    /* a socket bufferevent keeps its output's start frozen outside its
-     * own write callback */
-    evbuffer_unfreeze(out, 1);
-    n = evbuffer_write(out, fd);
-    evbuffer_freeze(out, 1);
-    if (n > 0 && evbuffer_get_length(out) == 0)
+    if (bev != NULL)
         bufferevent_trigger(bev, EV_WRITE, 0);
 }
 
@@ -480,23 +490,12 @@ static void on_chunk_sent(struct evhttp_connection *evcon, void *arg)
  * write, or an error, leaves the rest to the bufferevent as before. */
 static void chunk_write_now(struct gb_req *r)
 {
-    struct evhttp_connection *evcon = r->evcon;
-    struct bufferevent *bev = evcon != NULL ? evhttp_connection_get_bufferevent(evcon) : NULL;
-    evutil_socket_t fd = bev != NULL ? bufferevent_getfd(bev) : -1;
-    struct evbuffer *out;
+    struct bufferevent *bev = write_out(r->evcon);
 
-    if (fd < 0)
-        return;
-    out = bufferevent_get_output(bev);
-    if (evbuffer_get_length(out) == 0)
-        return;
-    evbuffer_unfreeze(out, 1);
-    int n = evbuffer_write(out, fd);
-    evbuffer_freeze(out, 1);
-    if (n <= 0 || evbuffer_get_length(out) != 0)
+    if (bev == NULL)
         return;
     bufferevent_disable(bev, EV_WRITE);
-    on_chunk_sent(evcon, r);
+    on_chunk_sent(r->evcon, r);
 }
 
 /* Queues a chunk; now: also writes it to the socket at once. */

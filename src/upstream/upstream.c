@@ -448,6 +448,8 @@ static void on_idle(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (r->easy == NULL)
         return;
+    if (r->paused)
+        silent = 0; /* we stopped reading, for a slow client: not the upstream's silence */
     if (silent >= 0 && silent < idle) {
         struct timeval tv = {(idle - silent) / 1000, (idle - silent) % 1000 * 1000};
         evtimer_add(r->idle, &tv);

@@ -134,3 +134,29 @@ describe('slow readers', () => {
         });
     }
 });
+
+describe('slow readers and STREAM_IDLE_TIMEOUT', () => {
+    /* The upstream is silent because the gateway stopped reading it for the
+     * client: that is not an idle upstream, and the stream must survive a
+     * pause longer than the idle timeout. */
+    const ctx = suite(hooks, {
+        keys: ['good-slow-c'],
+        env: { STREAM_BUFFER_BYTES: '65536', STREAM_IDLE_TIMEOUT: '1', STREAM_KEEPALIVE_SECONDS: '0' },
+        fake: { bigStreamEvents: EVENTS, bigStreamEventBytes: EVENT_BYTES },
+    });
+
+    test('a reader paused for longer than the idle timeout still gets the whole stream', { timeout: T_LONG }, async () => {
+        const { gw, fake } = ctx;
+        const c = pausedStream(gw, '/v1/chat/completions',
+            JSON.stringify({ model: 'big-stream', stream: true, messages: [{ role: 'user', content: 'hi' }] }));
+        await c.head;
+        const held = await plateau(fake);
+        assert.ok(held < OFFERED, 'the gateway did not hold the upstream back');
+        await sleep(2500); /* well past STREAM_IDLE_TIMEOUT=1, upstream held back all along */
+        c.resume();
+        await c.done;
+        assert.ok(c.received() > OFFERED, `received ${c.received()} bytes, fewer than the ${OFFERED} of text sent`);
+        assert.match(c.tail(), /data: \[DONE\]\n\n\r\n0\r\n\r\n$/);
+        assert.ok(!/"error"/.test(c.tail()), c.tail().slice(-300));
+    });
+});

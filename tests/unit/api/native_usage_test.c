@@ -10,6 +10,8 @@
  */
 #include "test.h"
 
+#include "test_gemini_fixtures.h"
+
 #include <jansson.h>
 
 #include "api/routes.h"
@@ -68,23 +70,9 @@ static void check_fixture(const char *rel)
 static void test_recorded_bodies(void **state)
 {
     static const char *const files[] = {
-        "gemini/generate-content-text.json",
-        "gemini/generate-content-text-2.5-flash.json",
-        "gemini/generate-content-thinking.json",
-        "gemini/generate-content-thinking-include-thoughts.json",
-        "gemini/generate-content-function-call.json",
-        "gemini/generate-content-function-call-gemini3.json",
-        "gemini/generate-content-code-execution.json",
-        "gemini/generate-content-grounding-google-search.json",
-        "gemini/generate-content-max-tokens-no-parts.json",
-        "gemini/generate-content-prompt-blocked.json",
-        "gemini/count-tokens.json",
-        "gemini/embed-content.json",
-        "gemini/stream-text.sse",
-        "gemini/stream-thinking.sse",
-        "gemini/stream-function-call.sse",
-        "gemini/stream-code-execution.sse",
-        "gemini/stream-grounding-google-search.sse",
+        GB_TEST_GEMINI_JSON_FIXTURES,         "gemini/stream-text.sse",
+        "gemini/stream-thinking.sse",         "gemini/stream-function-call.sse",
+        "gemini/stream-code-execution.sse",   "gemini/stream-grounding-google-search.sse",
         "gemini/stream-usage-mid-stream.sse",
     };
     (void)state;

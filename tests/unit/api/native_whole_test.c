@@ -10,6 +10,8 @@
  */
 #include "test.h"
 
+#include "test_gemini_fixtures.h"
+
 #include <jansson.h>
 
 #include "api/routes.h"
@@ -62,18 +64,7 @@ static void check(const char *p, size_t n)
 static void test_recorded_bodies(void **state)
 {
     static const char *const files[] = {
-        "gemini/generate-content-text.json",
-        "gemini/generate-content-text-2.5-flash.json",
-        "gemini/generate-content-thinking.json",
-        "gemini/generate-content-thinking-include-thoughts.json",
-        "gemini/generate-content-function-call.json",
-        "gemini/generate-content-function-call-gemini3.json",
-        "gemini/generate-content-code-execution.json",
-        "gemini/generate-content-grounding-google-search.json",
-        "gemini/generate-content-max-tokens-no-parts.json",
-        "gemini/generate-content-prompt-blocked.json",
-        "gemini/count-tokens.json",
-        "gemini/embed-content.json",
+        GB_TEST_GEMINI_JSON_FIXTURES,
     };
     (void)state;
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
