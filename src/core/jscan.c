@@ -19,10 +19,22 @@ void gb_jscan_init(struct gb_jscan *j, const char *p, size_t n)
     j->first = 0;
 }
 
-static void skip_ws(struct gb_jscan *j)
+static void skip_ws_run(struct gb_jscan *j)
 {
-    while (j->p < j->end && (*j->p == ' ' || *j->p == '\n' || *j->p == '\r' || *j->p == '\t'))
-        j->p++;
+    const char *p = j->p;
+
+    while (p < j->end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        p++;
+    j->p = p;
+}
+
+/* Inlined for the common case, a byte that is not whitespace: one compare
+ * instead of a call (some 60 per stream event). */
+static inline void skip_ws(struct gb_jscan *j)
+{
+    if (j->p < j->end && (unsigned char)*j->p > ' ')
+        return;
+    skip_ws_run(j);
 }
 
 enum gb_jtype gb_jscan_peek(struct gb_jscan *j)
@@ -369,11 +381,18 @@ static int next_member(struct gb_jscan *j, char close)
 int gb_jscan_key(struct gb_jscan *j, const char **key, size_t *klen)
 {
     int rc = next_member(j, '}');
+    const char *at;
 
     if (rc <= 0)
         return rc;
-    if (j->p >= j->end || *j->p != '"' || gb_jscan_plain(j, key, klen) < 0)
+    /* next_member stopped on the key: gb_jscan_plain without its peek */
+    if (j->p >= j->end || *j->p != '"')
         return GB_JSCAN_NO;
+    at = j->p + 1;
+    if (scan_string(j, NULL, 0) < 0)
+        return GB_JSCAN_NO;
+    *key = at;
+    *klen = (size_t)(j->p - 1 - at);
     skip_ws(j);
     if (j->p >= j->end || *j->p != ':')
         return GB_JSCAN_NO;
