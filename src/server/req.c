@@ -343,8 +343,15 @@ void gb_req_reply(struct gb_req *r, int status, const char *ctype, const char *b
         gb_req_add_cors(r, h);
         add_date(h);
         buf = evbuffer_new();
-        if (buf != NULL && len > 0)
+        if (evhttp_request_get_command(ev) == EVHTTP_REQ_HEAD) {
+            /* evhttp would send the body after a HEAD answer (and no
+             * Content-Length): the GET's length, no body */
+            char n[24];
+            snprintf(n, sizeof n, "%zu", len);
+            evhttp_add_header(h, "Content-Length", n);
+        } else if (buf != NULL && len > 0) {
             evbuffer_add(buf, body, len);
+        }
         r->ev = NULL;
         evhttp_send_reply(ev, status, reason_phrase(status), buf);
         if (buf != NULL)
@@ -396,6 +403,7 @@ static const char *google_status(int status)
         return "NOT_FOUND";
     case 429:
         return "RESOURCE_EXHAUSTED";
+    case 405: /* what grpc-gateway answers a method a path does not take */
     case 501:
         return "UNIMPLEMENTED";
     case 503:

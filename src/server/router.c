@@ -189,19 +189,28 @@ static int authorized(struct gb_req *r)
     return ok;
 }
 
+/* 405 with the Allow header RFC 9110 asks for. */
+static void not_allowed(struct gb_req *r, const char *allow, const char *code)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Allow", allow);
+    gb_req_error(r, 405, code, NULL, "%s is not allowed on %s: use %s", r->method, r->path, allow);
+}
+
 static void route(struct gb_req *r, enum evhttp_cmd_type cmd)
 {
+    /* HEAD is GET without the body: evhttp leaves the body out itself */
+    int get = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD;
     const char *rest;
 
     if (cmd == EVHTTP_REQ_OPTIONS) {
         on_preflight(r);
         return;
     }
-    if (strcmp(r->path, "/health") == 0 && (cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD)) {
+    if (strcmp(r->path, "/health") == 0 && get) {
         on_health(r);
         return;
     }
-    if (strcmp(r->path, "/") == 0 && cmd == EVHTTP_REQ_GET) {
+    if (strcmp(r->path, "/") == 0 && get) {
         on_root(r);
         return;
     }
@@ -217,8 +226,8 @@ static void route(struct gb_req *r, enum evhttp_cmd_type cmd)
         r->api = GB_API_GEMINI;
         if (rest == NULL)
             rest = r->path + 3; /* Google's /v1 model actions */
-        if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_POST) {
-            gb_req_error(r, 405, NULL, NULL, "%s is not allowed on %s", r->method, r->path);
+        if (!get && cmd != EVHTTP_REQ_POST) {
+            not_allowed(r, "GET, HEAD, POST", NULL);
             return;
         }
         r->route = GB_ROUTE_NATIVE;
@@ -235,7 +244,7 @@ static void route(struct gb_req *r, enum evhttp_cmd_type cmd)
     r->api = GB_API_OPENAI;
     if (strcmp(rest, "/chat/completions") == 0) {
         if (cmd != EVHTTP_REQ_POST) {
-            gb_req_error(r, 405, "method_not_allowed", NULL, "use POST for %s", r->path);
+            not_allowed(r, "POST", "method_not_allowed");
             return;
         }
         r->route = GB_ROUTE_CHAT;
@@ -245,7 +254,7 @@ static void route(struct gb_req *r, enum evhttp_cmd_type cmd)
     }
     if (strcmp(rest, "/embeddings") == 0) {
         if (cmd != EVHTTP_REQ_POST) {
-            gb_req_error(r, 405, "method_not_allowed", NULL, "use POST for %s", r->path);
+            not_allowed(r, "POST", "method_not_allowed");
             return;
         }
         r->route = GB_ROUTE_EMBEDDINGS;
@@ -254,8 +263,8 @@ static void route(struct gb_req *r, enum evhttp_cmd_type cmd)
         return;
     }
     if (strcmp(rest, "/models") == 0 || strncmp(rest, "/models/", 8) == 0) {
-        if (cmd != EVHTTP_REQ_GET) {
-            gb_req_error(r, 405, "method_not_allowed", NULL, "use GET for %s", r->path);
+        if (!get) {
+            not_allowed(r, "GET, HEAD", "method_not_allowed");
             return;
         }
         r->route = GB_ROUTE_MODELS;

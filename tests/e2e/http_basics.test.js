@@ -84,6 +84,69 @@ describe('http basics', () => {
         }
     });
 
+    /* One raw keep-alive connection: HEAD then GET /health.  A HEAD answer
+     * that carried a body would be read as the start of the second answer. */
+    async function headThenHealth(path, headers) {
+        const { default: net } = await import('node:net');
+        const { hostname, port } = new URL(ctx.gw.url);
+        const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+        return new Promise((resolve, reject) => {
+            const s = net.connect(Number(port), hostname);
+            let text = '';
+            s.setTimeout(5000, () => s.destroy(new Error(`no answer to HEAD ${path}: ${JSON.stringify(text)}`)));
+            s.on('error', reject);
+            s.on('data', (d) => {
+                text += d.toString('latin1');
+                const parts = text.split('\r\n\r\n');
+                /* head 1, head 2, body 2 (the /health JSON, Content-Length framed) */
+                if (parts.length >= 3) {
+                    const len = Number(/content-length: *(\d+)/i.exec(parts[1])?.[1]);
+                    if (parts.slice(2).join('\r\n\r\n').length >= len) {
+                        s.destroy();
+                        resolve(parts);
+                    }
+                }
+            });
+            s.write(`HEAD ${path} HTTP/1.1\r\nHost: x\r\n${extra}\r\n` +
+                    'GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
+        });
+    }
+
+    test('HEAD on the GET routes: the GET status and headers, no body', { timeout: T_SHORT }, async () => {
+        for (const [path, headers] of [['/v1/models', auth()], ['/hf/v1/models', auth()], ['/', {}],
+            ['/health', {}], ['/v1beta/models', { 'x-goog-api-key': TOKEN }]]) {
+            const get = await request(`${ctx.gw.url}${path}`, { headers });
+            assert.equal(get.status, 200, `GET ${path}: ${get.text}`);
+            const parts = await headThenHealth(path, headers);
+            assert.match(parts[0], /^HTTP\/1\.1 200 /, `HEAD ${path}: ${parts[0]}`);
+            /* the GET's length (RFC 9110 9.3.2 allows it; a client may size a download by it) */
+            assert.equal(Number(/content-length: *(\d+)/i.exec(parts[0])?.[1]), get.body.length,
+                `HEAD ${path}: Content-Length: ${parts[0]}`);
+            assert.equal(/content-type: *([^\r]*)/i.exec(parts[0])?.[1], get.headers['content-type'], `HEAD ${path}: Content-Type`);
+            assert.match(parts[1], /^HTTP\/1\.1 200 /, `HEAD ${path} sent a body: the next answer is ${JSON.stringify(parts[1])}`);
+            assert.equal(JSON.parse(parts[2]).status, 'healthy');
+        }
+        const denied = await headThenHealth('/v1/models', {});
+        assert.match(denied[0], /^HTTP\/1\.1 401 /);
+    });
+
+    test('a wrong method: 405 with Allow, in the API error format, nothing forwarded', { timeout: T_SHORT }, async () => {
+        for (const [method, path, allow] of [['GET', '/v1/chat/completions', 'POST'], ['PUT', '/v1/embeddings', 'POST'],
+            ['POST', '/v1/models', 'GET, HEAD'], ['DELETE', '/hf/v1/models', 'GET, HEAD']]) {
+            const r = await request(`${ctx.gw.url}${path}`, { method, headers: auth() });
+            assertOpenAIError(r, 405);
+            assert.equal(r.headers.allow, allow, `${method} ${path}`);
+        }
+        const calls = ctx.fake.requests().length;
+        const r = await request(`${ctx.gw.url}/v1beta/models/gemini-2.5-flash:generateContent`,
+            { method: 'PUT', headers: { 'x-goog-api-key': TOKEN }, body: { contents: [] } });
+        assert.equal(r.status, 405);
+        assert.equal(r.headers.allow, 'GET, HEAD, POST');
+        assert.equal(r.json.error.code, 405);
+        assert.equal(r.json.error.status, 'UNIMPLEMENTED', r.text); // grpc-gateway's mapping of 405
+        assert.equal(ctx.fake.requests().length, calls, 'a refused request went upstream');
+    });
+
     test('OPTIONS preflight on any route: 204/200 with CORS headers, no auth needed', { timeout: T_SHORT }, async () => {
         for (const p of ['/v1/chat/completions', '/hf/v1/chat/completions', '/v1/models', '/health', '/whatever/route']) {
             const r = await request(`${ctx.gw.url}${p}`, {
