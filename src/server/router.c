@@ -275,36 +275,60 @@ static void route(struct gb_req *r, enum evhttp_cmd_type cmd)
     not_found(r);
 }
 
-/* Refuses what evhttp lets through: a request carrying both Content-Length
- * and Transfer-Encoding (request smuggling: which body did a proxy in front
- * of us see?) and too many headers.  The connection is closed after the
- * answer, so nothing else is read from it.  Returns 1 to go on. */
+/* Refuses, and closes the connection after, a head whose body a proxy in
+ * front of us might delimit otherwise than evhttp did (request smuggling,
+ * RFC 9112 5.1, 6.1 and 6.3): Content-Length with Transfer-Encoding
+ * (libevent 2.1.12 refuses it itself, another build might not); and what
+ * evhttp lets through: Content-Length values that are not
+ * digits or disagree (evhttp reads the first); a transfer coding other than
+ * chunked (501; evhttp took the body for empty and would have read what
+ * follows as the next request); whitespace in a field name ("Content-Length :"
+ * is no Content-Length to evhttp).  Also more than MAX_HEADERS headers.
+ * Returns 1 to go on. */
 static int head_ok(struct gb_req *r)
 {
     struct evkeyvalq *h = evhttp_request_get_input_headers(r->ev);
+    const char *cl = NULL, *te = NULL, *why = NULL;
     struct evkeyval *kv;
+    int status = 400;
     long n = 0;
 
-    for (kv = h->tqh_first; kv != NULL; kv = kv->next.tqe_next)
+    for (kv = h->tqh_first; kv != NULL; kv = kv->next.tqe_next) {
+        const char *k = kv->key, *v = kv->value;
+
         n++;
-    if (n > gb_cfg(r->w->ctx)->max_headers) {
-        r->api = GB_API_OPENAI;
+        if (k[strcspn(k, " \t")] != '\0') {
+            why = "a header field name may not contain whitespace";
+        } else if ((*k == 'C' || *k == 'c') && strcasecmp(k, "Content-Length") == 0) {
+            if (*v == '\0' || v[strspn(v, "0123456789")] != '\0')
+                why = "Content-Length must be a decimal number";
+            else if (cl != NULL && strcmp(cl, v) != 0)
+                why = "the Content-Length headers disagree";
+            cl = v;
+        } else if ((*k == 'T' || *k == 't') && strcasecmp(k, "Transfer-Encoding") == 0) {
+            te = v;
+        }
+    }
+    if (why == NULL && cl != NULL && te != NULL)
+        why = "a request may not carry both Content-Length and Transfer-Encoding";
+    if (why == NULL && te != NULL && strcasecmp(te, "chunked") != 0) {
+        why = "the only transfer coding supported is chunked";
+        status = 501;
+    }
+    if (why == NULL && n <= gb_cfg(r->w->ctx)->max_headers)
+        return 1;
+    r->api = GB_API_OPENAI;
+    evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Connection", "close");
+    if (why == NULL) {
         r->error = "too many headers";
-        evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Connection", "close");
         gb_req_error(r, 431, "request_header_fields_too_large", NULL,
                      "too many request headers: at most %ld", gb_cfg(r->w->ctx)->max_headers);
-        return 0;
+    } else {
+        r->error = "request framing";
+        gb_req_error(r, status, status == 501 ? "not_implemented" : "invalid_request_error", NULL,
+                     "%s", why);
     }
-    if (evhttp_find_header(h, "Content-Length") != NULL &&
-        evhttp_find_header(h, "Transfer-Encoding") != NULL) {
-        r->api = GB_API_OPENAI;
-        r->error = "content-length with transfer-encoding";
-        evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Connection", "close");
-        gb_req_error(r, 400, "invalid_request_error", NULL,
-                     "a request may not carry both Content-Length and Transfer-Encoding");
-        return 0;
-    }
-    return 1;
+    return 0;
 }
 
 void gb_router_on_request(struct evhttp_request *ev, void *arg)
