@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/http_struct.h> /* the request's HTTP version: evhttp has no getter */
 #include <event2/keyvalq_struct.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -75,6 +76,8 @@ static const char *reason_phrase(int status)
         return "Payload Too Large";
     case 414:
         return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
     case 429:
         return "Too Many Requests";
     case 431:
@@ -276,10 +279,13 @@ void gb_req_add_cors(struct gb_req *r, struct evkeyvalq *headers)
 
     if (gb_strlist_has(allowed, "*")) {
         evhttp_add_header(headers, "Access-Control-Allow-Origin", "*");
-    } else if (origin != NULL && gb_strlist_has(allowed, origin)) {
-        evhttp_add_header(headers, "Access-Control-Allow-Origin", origin);
-        evhttp_add_header(headers, "Vary", "Origin");
+        return;
     }
+    if (origin != NULL && gb_strlist_has(allowed, origin))
+        evhttp_add_header(headers, "Access-Control-Allow-Origin", origin);
+    /* the answer depends on Origin, also when it is refused: a shared cache
+     * must not serve this one to another origin */
+    evhttp_add_header(headers, "Vary", "Origin");
 }
 
 /* Writes what evcon's output holds to its socket now; returns its
@@ -398,6 +404,7 @@ static const char *google_status(int status)
     switch (status) {
     case 400:
     case 413:
+    case 415:
         return "INVALID_ARGUMENT";
     case 401:
         return "UNAUTHENTICATED";
@@ -467,6 +474,15 @@ void gb_req_stream_start(struct gb_req *r, const char *ctype)
     r->reply_started = 1;
     r->status = 200;
     r->ttfb_us = gb_now_us();
+    /* HTTP/1.0 has no chunks: the stream ends with the connection.  evhttp
+     * would keep a keep-alive 1.0 connection and announce Content-Length: 0;
+     * a close asked for by the client makes it say Connection: close */
+    if (r->ev->major == 1 && r->ev->minor == 0) {
+        h = evhttp_request_get_input_headers(r->ev);
+        while (evhttp_remove_header(h, "Connection") == 0)
+            ;
+        evhttp_add_header(h, "Connection", "close");
+    }
     h = evhttp_request_get_output_headers(r->ev);
     evhttp_add_header(h, "Content-Type", ctype ? ctype : "text/event-stream; charset=utf-8");
     evhttp_add_header(h, "Cache-Control", "no-cache");

@@ -10,6 +10,7 @@
 
 #include <event2/buffer.h>
 #include <event2/http.h>
+#include <event2/http_struct.h> /* the request's HTTP version: evhttp has no getter */
 #include <event2/keyvalq_struct.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -275,22 +276,41 @@ static void route(struct gb_req *r, enum evhttp_cmd_type cmd)
     not_found(r);
 }
 
+/* 1 when the comma-separated list v holds the token t (any case). */
+static int has_token(const char *v, const char *t)
+{
+    size_t n = strlen(t);
+
+    while (*v != '\0') {
+        v += strspn(v, " \t,");
+        if (strncasecmp(v, t, n) == 0 && (v[n] == '\0' || strchr(" \t,", v[n]) != NULL))
+            return 1;
+        v += strcspn(v, ",");
+    }
+    return 0;
+}
+
 /* Refuses, and closes the connection after, a head whose body a proxy in
  * front of us might delimit otherwise than evhttp did (request smuggling,
  * RFC 9112 5.1, 6.1 and 6.3): Content-Length with Transfer-Encoding
  * (libevent 2.1.12 refuses it itself, another build might not); and what
- * evhttp lets through: Content-Length values that are not
- * digits or disagree (evhttp reads the first); a transfer coding other than
- * chunked (501; evhttp took the body for empty and would have read what
- * follows as the next request); whitespace in a field name ("Content-Length :"
- * is no Content-Length to evhttp).  Also more than MAX_HEADERS headers.
- * Returns 1 to go on. */
+ * evhttp lets through: Content-Length values that are not digits or disagree
+ * (evhttp reads the first); a transfer coding other than chunked (501;
+ * evhttp took the body for empty and would have read what follows as the
+ * next request); whitespace in a field name ("Content-Length :" is no
+ * Content-Length to evhttp).  Also: an HTTP/1.1 request without exactly one
+ * Host (RFC 9112 3.2), a body in a content coding (415: the body is not
+ * decoded, RFC 9110 15.5.16), more than MAX_HEADERS headers (431).  And
+ * "close" in a Connection list, which evhttp only sees alone, becomes the
+ * whole header, so the connection is closed after the answer.  Returns 1 to
+ * go on. */
 static int head_ok(struct gb_req *r)
 {
     struct evkeyvalq *h = evhttp_request_get_input_headers(r->ev);
     const char *cl = NULL, *te = NULL, *why = NULL;
+    struct evhttp_request *ev = r->ev;
     struct evkeyval *kv;
-    int status = 400;
+    int status = 400, hosts = 0, conn_close = 0;
     long n = 0;
 
     for (kv = h->tqh_first; kv != NULL; kv = kv->next.tqe_next) {
@@ -299,15 +319,30 @@ static int head_ok(struct gb_req *r)
         n++;
         if (k[strcspn(k, " \t")] != '\0') {
             why = "a header field name may not contain whitespace";
-        } else if ((*k == 'C' || *k == 'c') && strcasecmp(k, "Content-Length") == 0) {
-            if (*v == '\0' || v[strspn(v, "0123456789")] != '\0')
-                why = "Content-Length must be a decimal number";
-            else if (cl != NULL && strcmp(cl, v) != 0)
-                why = "the Content-Length headers disagree";
-            cl = v;
+        } else if (*k == 'C' || *k == 'c') {
+            if (strcasecmp(k, "Content-Length") == 0) {
+                if (*v == '\0' || v[strspn(v, "0123456789")] != '\0')
+                    why = "Content-Length must be a decimal number";
+                else if (cl != NULL && strcmp(cl, v) != 0)
+                    why = "the Content-Length headers disagree";
+                cl = v;
+            } else if (strcasecmp(k, "Connection") == 0) {
+                conn_close = strcasecmp(v, "close") != 0 && has_token(v, "close");
+            } else if (strcasecmp(k, "Content-Encoding") == 0 && strcasecmp(v, "identity") != 0 &&
+                       why == NULL) {
+                why = "request bodies are read as sent: no Content-Encoding";
+                status = 415;
+            }
         } else if ((*k == 'T' || *k == 't') && strcasecmp(k, "Transfer-Encoding") == 0) {
             te = v;
+        } else if ((*k == 'H' || *k == 'h') && strcasecmp(k, "Host") == 0) {
+            hosts++;
         }
+    }
+    if (conn_close) {
+        while (evhttp_remove_header(h, "Connection") == 0)
+            ;
+        evhttp_add_header(h, "Connection", "close");
     }
     if (why == NULL && cl != NULL && te != NULL)
         why = "a request may not carry both Content-Length and Transfer-Encoding";
@@ -315,6 +350,8 @@ static int head_ok(struct gb_req *r)
         why = "the only transfer coding supported is chunked";
         status = 501;
     }
+    if (why == NULL && hosts != 1 && (ev->major > 1 || (ev->major == 1 && ev->minor >= 1)))
+        why = hosts ? "more than one Host header" : "an HTTP/1.1 request needs a Host header";
     if (why == NULL && n <= gb_cfg(r->w->ctx)->max_headers)
         return 1;
     r->api = GB_API_OPENAI;
@@ -323,11 +360,16 @@ static int head_ok(struct gb_req *r)
         r->error = "too many headers";
         gb_req_error(r, 431, "request_header_fields_too_large", NULL,
                      "too many request headers: at most %ld", gb_cfg(r->w->ctx)->max_headers);
-    } else {
-        r->error = "request framing";
-        gb_req_error(r, status, status == 501 ? "not_implemented" : "invalid_request_error", NULL,
-                     "%s", why);
+        return 0;
     }
+    r->error = "request framing";
+    if (status == 415)
+        evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Accept-Encoding", "identity");
+    gb_req_error(r, status,
+                 status == 501   ? "not_implemented"
+                 : status == 415 ? "unsupported_media_type"
+                                 : "invalid_request_error",
+                 NULL, "%s", why);
     return 0;
 }
 
