@@ -162,18 +162,10 @@ static json_t *body_json(struct gb_req *r)
 /* A query parameter (decoded) copied into out; "" when absent. */
 static const char *query_param(struct gb_req *r, const char *name, char *out, size_t outlen)
 {
-    struct evkeyvalq q;
-    const char *v;
+    char *v = gb_req_query_param(r, name);
 
-    out[0] = '\0';
-    if (r->query == NULL)
-        return out;
-    if (evhttp_parse_query_str(r->query, &q) == 0) {
-        v = evhttp_find_header(&q, name);
-        if (v != NULL)
-            snprintf(out, outlen, "%s", v);
-        evhttp_clear_headers(&q);
-    }
+    snprintf(out, outlen, "%s", v != NULL ? v : "");
+    free(v);
     return out;
 }
 
@@ -480,7 +472,6 @@ static void on_query(struct gb_req *r, enum gb_store_query_kind kind)
 {
     struct gb_ctx *ctx = r->w->ctx;
     struct gb_store_query q;
-    char buf[160];
 
     if (ctx->store == NULL) {
         gb_req_error(r, 503, "store_off", NULL, "the database is not available");
@@ -491,8 +482,8 @@ static void on_query(struct gb_req *r, enum gb_store_query_kind kind)
     q.limit = (int)query_long(r, "limit", 50, 1, 1000);
     q.offset = (int)query_long(r, "offset", 0, 0, 1L << 30);
     q.since_ms = query_long(r, "since", 0, 0, INT64_MAX / 2);
-    snprintf(q.key_hash, sizeof q.key_hash, "%s", query_param(r, "key", buf, sizeof buf));
-    snprintf(q.model, sizeof q.model, "%s", query_param(r, "model", buf, sizeof buf));
+    query_param(r, "key", q.key_hash, sizeof q.key_hash);
+    query_param(r, "model", q.model, sizeof q.model);
     if (gb_store_query(ctx->store, &q, r->w->base, on_query_result, r) < 0)
         gb_req_error(r, 503, "store_busy", NULL, "the database is busy: retry");
 }

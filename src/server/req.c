@@ -288,6 +288,26 @@ void gb_req_add_cors(struct gb_req *r, struct evkeyvalq *headers)
     evhttp_add_header(headers, "Vary", "Origin");
 }
 
+char *gb_req_query_param(const struct gb_req *r, const char *name)
+{
+    size_t n = strlen(name);
+    const char *p = r->query;
+
+    while (p != NULL && *p != '\0') {
+        size_t len = strcspn(p, "&");
+
+        if (len >= n && strncmp(p, name, n) == 0 && (len == n || p[n] == '=')) {
+            char *raw = len > n ? strndup(p + n + 1, len - n - 1) : strdup("");
+            char *v = raw != NULL ? evhttp_uridecode(raw, 1, NULL) : NULL;
+
+            free(raw);
+            return v;
+        }
+        p += len + (p[len] == '&');
+    }
+    return NULL;
+}
+
 /* Writes what evcon's output holds to its socket now; returns its
  * bufferevent when all of it went out, else NULL (nothing queued, a partial
  * write or an error, which the write event then deals with as usual). */
@@ -451,7 +471,22 @@ void gb_req_error(struct gb_req *r, int status, const char *code, const char *pa
         gb_req_stream_end(r);
         return;
     }
-    if (r->api == GB_API_GEMINI) {
+    if (r->api == GB_API_GEMINI && code != NULL &&
+        code[strspn(code, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_")]) {
+        /* Google's shape: status is a google.rpc.Code name, which clients
+         * branch on (retry on UNAVAILABLE); our own reason goes in an
+         * ErrorInfo detail, upper-cased as Google's reasons are */
+        char reason[64];
+        size_t i;
+
+        for (i = 0; code[i] != '\0' && i < sizeof reason - 1; i++)
+            reason[i] = code[i] >= 'a' && code[i] <= 'z' ? (char)(code[i] - 'a' + 'A') : code[i];
+        reason[i] = '\0';
+        err = json_pack("{s:i, s:s, s:s, s:[{s:s, s:s, s:s}]}", "code", status, "message", msg,
+                        "status", google_status(status), "details", "@type",
+                        "type.googleapis.com/google.rpc.ErrorInfo", "reason", reason, "domain",
+                        "gemini-balance");
+    } else if (r->api == GB_API_GEMINI) {
         err = json_pack("{s:i, s:s, s:s}", "code", status, "message", msg, "status",
                         code ? code : google_status(status));
     } else {

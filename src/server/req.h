@@ -186,4 +186,10 @@ void gb_req_keepalive_arm(struct gb_req *r);
 /* Adds the CORS headers the request's Origin calls for to headers. */
 void gb_req_add_cors(struct gb_req *r, struct evkeyvalq *headers);
 
+/* The first query parameter called name, percent-decoded ('+' is a space),
+ * malloc'd for the caller to free; NULL when absent.  Unlike
+ * evhttp_parse_query_str, a parameter without '=' elsewhere in the query
+ * (?key=t&debug) does not make the whole query unreadable. */
+char *gb_req_query_param(const struct gb_req *r, const char *name);
+
 #endif

@@ -162,21 +162,16 @@ static const char *native_rest(const char *path)
 static int authorized(struct gb_req *r)
 {
     struct evkeyvalq *h = evhttp_request_get_input_headers(r->ev);
-    struct evkeyvalq q;
+    char *key = gb_req_query_param(r, "key");
     const char *tok;
     size_t len = 0;
     int ok;
 
     gb_req_set_state(r, GB_REQ_AUTH);
-    q.tqh_first = NULL;
-    q.tqh_last = &q.tqh_first;
-    if (r->query != NULL)
-        evhttp_parse_query_str(r->query, &q);
     tok = gb_auth_extract(evhttp_find_header(h, "Authorization"),
-                          evhttp_find_header(h, "x-goog-api-key"), evhttp_find_header(&q, "key"),
-                          &len);
+                          evhttp_find_header(h, "x-goog-api-key"), key, &len);
     ok = gb_auth_check(&gb_cfg(r->w->ctx)->allowed_tokens, tok, len);
-    evhttp_clear_headers(&q);
+    free(key);
     if (!ok) {
         r->error = tok ? "wrong token" : "no token";
         gb_req_error(r, 401, r->api == GB_API_GEMINI ? "UNAUTHENTICATED" : "invalid_api_key", NULL,
@@ -215,6 +210,10 @@ static void route(struct gb_req *r, enum evhttp_cmd_type cmd)
         on_root(r);
         return;
     }
+    if (strcmp(r->path, "/") == 0 || strcmp(r->path, "/health") == 0) {
+        not_allowed(r, "GET, HEAD", "method_not_allowed");
+        return;
+    }
     if (gb_admin_owns(r->path)) {
         gb_admin_handle(r, cmd == EVHTTP_REQ_POST, cmd == EVHTTP_REQ_DELETE);
         return;
@@ -228,7 +227,8 @@ static void route(struct gb_req *r, enum evhttp_cmd_type cmd)
         if (rest == NULL)
             rest = r->path + 3; /* Google's /v1 model actions */
         if (!get && cmd != EVHTTP_REQ_POST) {
-            not_allowed(r, "GET, HEAD, POST", NULL);
+            /* model actions take POST, models and the model list GET */
+            not_allowed(r, strchr(rest, ':') ? "POST" : "GET, HEAD", NULL);
             return;
         }
         r->route = GB_ROUTE_NATIVE;

@@ -659,7 +659,10 @@ describe('native Gemini routes: key pool and failure policy', () => {
                 ['POST', `/v1beta/models/${MODEL}:countTokens`], ['GET', '/v1beta/models'], ['GET', `/v1beta/models/${MODEL}`]]) {
                 const r = method === 'GET' ? await get(gw, p) : await post(gw, p, JSON.stringify(genBody('again')));
                 assert.equal(r.status, 503, `${method} ${p}: ${r.status} ${r.text}`);
-                assertGoogleError(r, 503);
+                /* a google.rpc.Code name, which clients branch on; the gateway's reason in ErrorInfo */
+                assertGoogleError(r, 503, 'UNAVAILABLE');
+                assert.deepEqual(r.json.error.details, [{ '@type': 'type.googleapis.com/google.rpc.ErrorInfo',
+                    reason: 'NO_USABLE_KEY', domain: 'gemini-balance' }], r.text);
                 assert.match(String(r.headers['retry-after']), /^\d+$/, `Retry-After: ${r.headers['retry-after']}`);
             }
             assert.equal(fake.requests().length, 0);
