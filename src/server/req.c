@@ -177,11 +177,11 @@ void gb_req_finish(struct gb_req *r)
     a.method = r->method;
     a.path = r->path;
     a.model = r->model[0] ? r->model : NULL;
-    a.status = r->client_gone && !r->reply_started ? 499 : r->status;
+    a.status = r->client_gone == 1 && !r->reply_started ? 499 : r->status;
     a.attempts = r->attempts;
     a.latency_ms = (double)(gb_now_us() - r->t0_us) / 1000.0;
     a.key_id = r->has_key ? gb_keypool_key_id(w->ctx->pool, r->key_idx) : NULL;
-    a.error = r->client_gone ? "client closed the connection" : r->error;
+    a.error = r->client_gone == 1 ? "client closed the connection" : r->error;
     gb_log_request(&a);
 
     w->active--;
@@ -196,7 +196,8 @@ static void on_conn_close(struct evhttp_connection *evcon, void *arg)
     struct evhttp_request *ev = r->ev;
 
     gb_conn_gone(r->w, evcon);
-    r->client_gone = 1;
+    if (!r->client_gone)
+        r->client_gone = 1;
     r->ev = NULL;
     if (r->hup != NULL) {
         event_free(r->hup);
@@ -623,6 +624,19 @@ void gb_req_keepalive_arm(struct gb_req *r)
         return;
     r->sent_ms = gb_now_ms();
     evtimer_add(r->keepalive, &tv);
+}
+
+void gb_req_stream_abort(struct gb_req *r)
+{
+    stream_send(r, r->out.data, r->out.len, 1);
+    gb_buf_reset(&r->out);
+    if (r->ev == NULL || r->client_gone || r->evcon == NULL) {
+        gb_req_stream_end(r);
+        return;
+    }
+    r->client_gone = 2;
+    /* runs on_conn_close, which finishes r */
+    evhttp_connection_free(r->evcon);
 }
 
 void gb_req_stream_end(struct gb_req *r)

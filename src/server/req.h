@@ -81,7 +81,7 @@ struct gb_req {
 
     /* --- state --- */
     enum gb_req_state state;
-    int client_gone;
+    int client_gone;         /* 1: the client went; 2: we closed it (gb_req_stream_abort) */
     int reply_started;       /* streamed reply headers sent */
     int relaying;            /* the upstream's 2xx answer began to flow to the client */
     int client_stream;       /* the client asked for a stream (OpenAI: keep-alives apply) */
@@ -177,6 +177,13 @@ void gb_req_stream_flush(struct gb_req *r);
 void gb_req_stream_send(struct gb_req *r, const char *p, size_t len);
 /* Streams: flushes r->out, ends the reply and finishes r. */
 void gb_req_stream_end(struct gb_req *r);
+
+/* Ends a stream that broke off by closing the connection without the
+ * chunked body's last chunk, so the client sees an incomplete body instead
+ * of a complete one that is cut short (RFC 9112 7.1, 8); what is queued in
+ * r->out is written first.  For bodies with no error event to carry the
+ * failure (a native JSON-array stream).  Finishes r. */
+void gb_req_stream_abort(struct gb_req *r);
 
 /* Streams: (re)arms the keep-alive timer: after STREAM_KEEPALIVE_SECONDS
  * without output an SSE comment is sent (headers first, if not yet sent).

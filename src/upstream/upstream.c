@@ -165,26 +165,29 @@ static void on_backoff(evutil_socket_t fd, short what, void *arg)
 
 /* Ends a broken stream with an error event in the client's format: OpenAI's
  * error object, or Google's (framed as Gemini frames its events) when the
- * native stream is SSE.  A native JSON-array stream just stops short. */
-static void stream_error_event(struct gb_req *r, const char *msg, int code)
+ * native stream is SSE.  Returns 0, or -1 for a native JSON-array stream,
+ * which has no place for one: its connection is to be closed instead. */
+static int stream_error_event(struct gb_req *r, const char *msg, int code)
 {
     json_t *e;
     char *s;
 
     if (r->api == GB_API_GEMINI) {
         if (strstr(r->up_ctype, "event-stream") == NULL)
-            return;
+            return -1;
         e = json_pack("{s:{s:i, s:s, s:s}}", "error", "code", code, "message", msg, "status",
                       "UNAVAILABLE");
     } else {
-        e = json_pack("{s:{s:s, s:s, s:n, s:i}}", "error", "message", msg, "type", "server_error",
-                      "param", "code", code);
+        /* as the non-stream answer for the same failure says it */
+        e = json_pack("{s:{s:s, s:s, s:n, s:s}}", "error", "message", msg, "type", "server_error",
+                      "param", "code", "upstream_error");
     }
     s = e ? json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     if (s != NULL)
         gb_buf_printf(&r->out, r->api == GB_API_GEMINI ? "data: %s\r\n\r\n" : "data: %s\n\n", s);
     free(s);
     json_decref(e);
+    return 0;
 }
 
 /* Native API: the upstream's error body goes back as Google sent it (with
@@ -268,9 +271,12 @@ static void end_relay(struct gb_req *r, CURLcode result)
     } else if (!r->stream_error_sent) {
         if (r->error == NULL)
             r->error = "upstream stream broke off";
-        stream_error_event(
-            r, result == CURLE_OK ? "upstream stream ended early" : "upstream stream broke off",
-            502);
+        if (stream_error_event(
+                r, result == CURLE_OK ? "upstream stream ended early" : "upstream stream broke off",
+                502) < 0) {
+            gb_req_stream_abort(r);
+            return;
+        }
     }
     gb_req_stream_end(r);
 }

@@ -689,6 +689,44 @@ describe('native Gemini routes: key pool and failure policy', () => {
             assert.ok(/\r?\n\r?\n$/.test(tail), `the error event is not terminated: ${JSON.stringify(tail)}`);
         });
     });
+
+    test('die-* key mid-stream (JSON array, no alt=sse): the connection is cut without the last chunk, so the body reads as incomplete', { timeout: T_SHORT }, async () => {
+        await withGateway(fake, { keys: ['die-only'] }, async (gw) => {
+            const m = marker('diearr');
+            const body = JSON.stringify(genBody(`${m} a b c d e f`));
+            const { default: net } = await import('node:net');
+            const raw = await new Promise((resolve, reject) => {
+                const s = net.connect(Number(new URL(gw.url).port), '127.0.0.1');
+                let text = '';
+                const timer = setTimeout(() => reject(new Error(`still open: ${JSON.stringify(text)}`)), 5000);
+                s.on('data', (d) => (text += d.toString('latin1')));
+                s.on('error', reject);
+                s.on('close', () => {
+                    clearTimeout(timer);
+                    resolve(text);
+                });
+                s.write(`POST /v1beta/models/${MODEL}:streamGenerateContent HTTP/1.1\r\nHost: x\r\n` +
+                    `x-goog-api-key: ${TOKEN}\r\nContent-Type: application/json\r\n` +
+                    `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+            });
+            assert.match(raw, /^HTTP\/1\.1 200 /, raw);
+            assert.match(raw, /\r\nTransfer-Encoding: chunked\r\n/i);
+            const calls = callsWith(fake, m);
+            assert.equal(calls.length, 1, 'retried after bytes were sent');
+            assert.ok(calls[0].selfDestroyed);
+            /* what the upstream sent before it died is relayed, and no 0-size chunk follows */
+            assert.ok(raw.includes(calls[0].response.slice(0, 20)), raw);
+            assert.doesNotMatch(raw, /\r\n0\r\n\r\n$/, `a complete chunked body: ${JSON.stringify(raw.slice(-40))}`);
+            /* and fetch, as SDKs use it, sees the body fail rather than end */
+            await assert.rejects(async () => {
+                const res = await fetch(`${gw.url}/v1beta/models/${MODEL}:streamGenerateContent`, {
+                    method: 'POST', headers: { 'x-goog-api-key': TOKEN, 'content-type': 'application/json' }, body,
+                });
+                await res.text();
+            });
+            assert.equal((await health(gw)).status, 'healthy');
+        });
+    });
 });
 
 /* ------------------------------------------------------------------ */

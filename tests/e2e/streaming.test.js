@@ -156,6 +156,8 @@ describe('upstream dies mid-stream', () => {
         assert.ok(errIdx >= 0, `no error event in ${JSON.stringify(r.text)}`);
         const err = JSON.parse(blocks[errIdx].slice(6)).error;
         assert.equal(typeof err.message, 'string');
+        /* OpenAI's error object: code is a string, as in the non-stream answer */
+        assert.deepEqual({ type: err.type, code: err.code, param: err.param }, { type: 'server_error', code: 'upstream_error', param: null });
         const before = parseOpenAISse(blocks.slice(0, errIdx).join('\n\n') + '\n\n');
         assert.ok(before.length >= 1, 'no chunk before the error');
         assert.equal(before[0].choices[0].delta.role, 'assistant');
