@@ -289,6 +289,19 @@ void gb_req_add_cors(struct gb_req *r, struct evkeyvalq *headers)
     evhttp_add_header(headers, "Vary", "Origin");
 }
 
+void gb_req_retry_after(struct gb_req *r, int64_t ms)
+{
+    struct evkeyvalq *h;
+    char secs[24];
+
+    if (r->ev == NULL)
+        return;
+    h = evhttp_request_get_output_headers(r->ev);
+    snprintf(secs, sizeof secs, "%lld", (long long)((ms + 999) / 1000));
+    evhttp_add_header(h, "Retry-After", secs);
+    evhttp_add_header(h, "Access-Control-Expose-Headers", "Retry-After");
+}
+
 char *gb_req_query_param(const struct gb_req *r, const char *name)
 {
     size_t n = strlen(name);

@@ -193,6 +193,10 @@ void gb_req_keepalive_arm(struct gb_req *r);
 /* Adds the CORS headers the request's Origin calls for to headers. */
 void gb_req_add_cors(struct gb_req *r, struct evkeyvalq *headers);
 
+/* Adds Retry-After (whole seconds, rounded up from ms) to the answer, and
+ * exposes it to browser code (CORS). */
+void gb_req_retry_after(struct gb_req *r, int64_t ms);
+
 /* The first query parameter called name, percent-decoded ('+' is a space),
  * malloc'd for the caller to free; NULL when absent.  Unlike
  * evhttp_parse_query_str, a parameter without '=' elsewhere in the query

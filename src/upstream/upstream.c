@@ -551,8 +551,7 @@ static void attempt(struct gb_req *r)
     if (rc == GB_EAGAIN) {
         char secs[24];
         snprintf(secs, sizeof secs, "%lld", (long long)((retry_ms + 999) / 1000));
-        if (r->ev != NULL)
-            evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Retry-After", secs);
+        gb_req_retry_after(r, retry_ms);
         r->error = "upstream throttling the gateway";
         gb_req_error(r, 429, r->api == GB_API_GEMINI ? "RESOURCE_EXHAUSTED" : "rate_limit_exceeded",
                      NULL,
@@ -562,14 +561,17 @@ static void attempt(struct gb_req *r)
         return;
     }
     if (rc == GB_EBUSY) {
+        /* the last key's own error, or ours; either way the pool has a key
+         * again in retry_ms, which a client (the openai SDK does) waits for */
         if (r->round_attempts > 0 && r->up_status >= 400) {
+            if ((r->up_status == 429 || r->up_status == 503) && retry_ms > 0)
+                gb_req_retry_after(r, retry_ms);
             gb_upstream_reply_error(r);
             return;
         }
         char secs[24];
         snprintf(secs, sizeof secs, "%lld", (long long)((retry_ms + 999) / 1000));
-        if (r->ev != NULL)
-            evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Retry-After", secs);
+        gb_req_retry_after(r, retry_ms);
         r->error = "no usable key";
         gb_req_error(r, 503, "no_usable_key", NULL,
                      "no usable API key: all %zu keys are disabled or cooling down; retry in %s s",

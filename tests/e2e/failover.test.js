@@ -166,6 +166,10 @@ describe('failover', () => {
             const first = await ask(fake, gw);
             assert.equal(first.calls.length, 1);
             assert.ok([429, 503].includes(first.r.status), `first request: ${first.r.status}`);
+            /* the upstream's 429 reaches the client with when the pool has a key again
+             * (retryDelay 26s): the openai SDK waits that long instead of hammering */
+            assert.ok(Number(first.r.headers['retry-after']) >= 20, `Retry-After: ${first.r.headers['retry-after']}`);
+            assert.match(String(first.r.headers['access-control-expose-headers']), /retry-after/i);
             assert.equal((await health(gw)).keys.cooling, 1);
             const { r, calls } = await ask(fake, gw);
             assert.equal(r.status, 503, r.text);
