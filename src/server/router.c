@@ -30,10 +30,36 @@
 /* Magic number of a live gb_req (checked in debug builds). */
 #define GB_REQ_MAGIC 0x67627271u
 
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* The byte a %XX at p stands for, when it is unreserved (RFC 3986 2.3:
+ * the same as the byte itself, 6.2.2.2) or ':' (Google takes
+ * "gemini-2.5-flash%3AgenerateContent" for the action, as clients that
+ * escape path segments send it); else -1, and the escape stays. */
+static int decodable(const char *p)
+{
+    int hi = hex_digit(p[1]), lo = hi < 0 ? -1 : hex_digit(p[2]), c;
+
+    if (lo < 0)
+        return -1;
+    c = hi * 16 + lo;
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+        c == '.' || c == '_' || c == '~' || c == ':')
+        return c;
+    return -1;
+}
+
 int gb_router_normalize(const char *uri, char *out, size_t outlen)
 {
     const char *p = uri;
     size_t n = 0;
+    int c;
 
     /* the absolute form (RFC 9112 3.2.2), "GET http://host/path", routes by
      * its path */
@@ -49,6 +75,11 @@ int gb_router_normalize(const char *uri, char *out, size_t outlen)
             continue;
         if (n + 1 >= outlen)
             return GB_ETOOBIG;
+        if (*p == '%' && (c = decodable(p)) >= 0) {
+            out[n++] = (char)c;
+            p += 2;
+            continue;
+        }
         out[n++] = *p;
     }
     if (n > 1 && out[n - 1] == '/')

@@ -533,12 +533,14 @@ describe('native Gemini routes', () => {
 
     /* ---------------- tolerant routing ---------------- */
 
-    test('routing: trailing and doubled slashes are accepted', { timeout: T_SHORT }, async () => {
+    test('routing: trailing and doubled slashes, and an escaped \':\' or unreserved byte, are accepted', { timeout: T_SHORT }, async () => {
         const { fake, gw } = ctx;
         for (const p of [
             `/v1beta/models/${MODEL}:generateContent/`,
             `//v1beta//models//${MODEL}:generateContent`,
             `/gemini//v1beta/models/${MODEL}:generateContent//`,
+            `/v1beta/models/${MODEL}%3AgenerateContent`,
+            `/v1beta/%6Dodels/${MODEL.replace('-', '%2D')}%3agenerateContent`,
         ]) {
             const m = marker('slash');
             const r = await post(gw, p, JSON.stringify(genBody(m)));

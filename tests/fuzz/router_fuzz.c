@@ -15,6 +15,7 @@
  *     one byte more of a trailing '/' (dropped at the end) did not fit: the
  *     loop writes the '/' before it knows it is the last byte.
  */
+#include <ctype.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,14 +28,27 @@
 /* The small buffer is 0..SMALL_MAX-1 bytes. */
 #define SMALL_MAX 64
 
+/* The byte "%XX" at p decodes to when it is unreserved or ':', else -1. */
+static int plain_decode(const char *p)
+{
+    char hex[3] = {p[1], p[1] != '\0' ? p[2] : '\0', '\0'};
+    int c;
+
+    if (!isxdigit((unsigned char)hex[0]) || !isxdigit((unsigned char)hex[1]))
+        return -1;
+    c = (int)strtol(hex, NULL, 16);
+    return isalnum(c) || (c != 0 && strchr("-._~:", c) != NULL) ? c : -1;
+}
+
 /* The expected result, built the plain way: an absolute-form target
  * ("http://host/path", RFC 9112 3.2.2) loses its scheme and authority; then
- * "/" + the path part (before '?' or '#'), runs of '/' squeezed, trailing '/'
- * dropped. */
+ * "/" + the path part (before '?' or '#'), runs of '/' squeezed, escaped
+ * unreserved bytes and ':' decoded, trailing '/' dropped. */
 static void expected(const char *uri, char *out)
 {
     const char *p = uri;
     size_t n = 0;
+    int c;
 
     if (strncasecmp(p, "http://", 7) == 0 || strncasecmp(p, "https://", 8) == 0) {
         p += p[4] == ':' ? 7 : 8;
@@ -42,9 +56,14 @@ static void expected(const char *uri, char *out)
             p++;
     }
     out[n++] = '/';
-    for (; *p != '\0' && *p != '?' && *p != '#'; p++)
-        if (!(*p == '/' && out[n - 1] == '/'))
+    for (; *p != '\0' && *p != '?' && *p != '#'; p++) {
+        if (*p == '%' && (c = plain_decode(p)) >= 0) {
+            out[n++] = (char)c;
+            p += 2;
+        } else if (!(*p == '/' && out[n - 1] == '/')) {
             out[n++] = *p;
+        }
+    }
     if (n > 1 && out[n - 1] == '/')
         n--;
     out[n] = '\0';
@@ -74,8 +93,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     expected(uri, want);
     FUZZ_CHECK(strcmp(out, want) == 0, "path part with '/' runs squeezed");
 
-    FUZZ_CHECK(gb_router_normalize(out, again, size + 2) == 0 && strcmp(again, out) == 0,
-               "idempotent");
+    /* a decoded byte may complete a new escape ("%%341" -> "%41"), so only
+     * a result without '%' is sure to be its own normal form */
+    if (strchr(out, '%') == NULL)
+        FUZZ_CHECK(gb_router_normalize(out, again, size + 2) == 0 && strcmp(again, out) == 0,
+                   "idempotent");
 
     rc = gb_router_normalize(uri, small, small_len);
     if (n + 1 > small_len)

@@ -15,6 +15,14 @@ static void test_normalize(void **state)
         {"/health#frag", "/health"},
         {"/v1beta/models/gemini-2.5-flash:generateContent?key=x",
          "/v1beta/models/gemini-2.5-flash:generateContent"},
+        /* escaped unreserved bytes and ':' are decoded, others stay */
+        {"/v1beta/models/gemini-2.5-flash%3AgenerateContent",
+         "/v1beta/models/gemini-2.5-flash:generateContent"},
+        {"/v1/chat/%63ompletions%2d%5F%7e%2E", "/v1/chat/completions-_~."},
+        {"/v1/models/models%2Fgemini%20x%3f%25", "/v1/models/models%2Fgemini%20x%3f%25"},
+        {"/a%2", "/a%2"},
+        {"/a%zz%", "/a%zz%"},
+        {"/a%", "/a%"},
     };
     char out[128];
 
