@@ -407,7 +407,11 @@ static void fetch_next(struct gb_req *r)
     curl_easy_setopt(r->easy, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(r->easy, CURLOPT_USERAGENT, "gemini-balance");
     curl_easy_setopt(r->easy, CURLOPT_PROXY, cfg->proxy ? cfg->proxy : "");
-    if (gb_curlev_add(r->w->curl, &r->xfer, r->easy, on_fetch_done, r) < 0) {
+    /* a URL from the client: only to public addresses, unless allowed or a
+     * proxy (which then decides) stands between */
+    if ((cfg->image_fetch_private || cfg->proxy != NULL
+             ? gb_curlev_add(r->w->curl, &r->xfer, r->easy, on_fetch_done, r)
+             : gb_curlev_add_public(r->w->curl, &r->xfer, r->easy, on_fetch_done, r)) < 0) {
         gb_curlev_easy_put(r->w->curl, r->easy);
         r->easy = NULL;
         gb_req_error(r, 500, "internal_error", NULL, "cannot start the image download");

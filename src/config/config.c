@@ -94,6 +94,9 @@ static const struct cfg_row rows[] = {
      "{\"gemini-2.5-flash\":1024}"},
     {"IMAGE_FETCH_MAX_BYTES", NULL, T_LONG, F(image_fetch_max_bytes), "20971520", 0, 1073741824,
      "largest image the gateway downloads for an image_url (0: never download)"},
+    {"IMAGE_FETCH_PRIVATE", NULL, T_BOOL, F(image_fetch_private), "false", 0, 0,
+     "let image_url downloads reach loopback, private and link-local addresses (off: a client "
+     "token cannot make the gateway probe its own network; with PROXIES the proxy decides)"},
     {"CLIENT_TIMEOUT", NULL, T_LONG, F(client_timeout_s), "60", 1, 3600,
      "seconds a client may take to send a whole request (from connect or its previous answer), "
      "and an idle keep-alive connection lives"},

@@ -49,6 +49,7 @@ struct gb_config {
     int show_thinking;                 /* thoughts as reasoning_content */
     json_t *thinking_budget_map;       /* JSON object model -> budget, owned; NULL = none */
     long image_fetch_max_bytes;        /* largest remote image fetched for a chat request */
+    int image_fetch_private;           /* image URLs may point at loopback/private addresses */
     long client_timeout_s;             /* client read (headers, body) and idle keep-alive */
     long stream_idle_timeout_s;        /* upstream stream silent this long: broken; 0 = off */
     long shutdown_timeout_s;           /* SIGTERM: in-flight requests finish within this */

@@ -39,6 +39,7 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "upstream/netaddr.h"
 #include "upstream/urlcache.h"
 
 /* What we know of one descriptor libcurl uses. */
@@ -50,7 +51,14 @@ struct sock {
     unsigned armed;   /* ev is added to the loop */
 };
 
+/* CURLOPT_OPENSOCKETDATA: the glue, and whether only public addresses go */
+struct opener {
+    struct gb_curlev *ce;
+    int public_only;
+};
+
 struct gb_curlev {
+    struct opener any, public_only; /* the two kinds of socket opener */
     struct event_base *base;
     CURLM *multi;
     struct event *timer;
@@ -207,11 +215,17 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
 /* CURLOPT_OPENSOCKETFUNCTION: a connection's socket, marked as ours. */
 static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
 {
-    struct gb_curlev *ce = clientp;
-    curl_socket_t s = socket(a->family, a->socktype, a->protocol);
+    const struct opener *o = clientp;
+    struct gb_curlev *ce = o->ce;
+    curl_socket_t s;
     struct sock *k;
 
     (void)purpose;
+    if (o->public_only && !gb_addr_public(&a->addr)) {
+        gb_debug("curlev: connection to a non-public address refused");
+        return CURL_SOCKET_BAD;
+    }
+    s = socket(a->family, a->socktype, a->protocol);
     if (s == CURL_SOCKET_BAD)
         return s;
     if ((k = sock_at(ce, s)) != NULL) {
@@ -256,6 +270,9 @@ struct gb_curlev *gb_curlev_new(struct event_base *base, long maxconns)
     if (ce == NULL)
         return NULL;
     ce->base = base;
+    ce->any.ce = ce;
+    ce->public_only.ce = ce;
+    ce->public_only.public_only = 1;
     ce->multi = curl_multi_init();
     ce->timer = evtimer_new(base, on_timeout, ce);
     ce->drainer = event_new(base, -1, 0, on_drain, ce);
@@ -331,15 +348,15 @@ int gb_curlev_set_url(struct gb_curlev *ce, struct gb_curlev_xfer *x, CURL *easy
     return 0;
 }
 
-int gb_curlev_add(struct gb_curlev *ce, struct gb_curlev_xfer *x, CURL *easy, gb_curlev_done_cb cb,
-                  void *ud)
+static int add(struct gb_curlev *ce, struct gb_curlev_xfer *x, CURL *easy, gb_curlev_done_cb cb,
+               void *ud, struct opener *o)
 {
     x->cb = cb;
     x->ud = ud;
     x->easy = easy;
     curl_easy_setopt(easy, CURLOPT_PRIVATE, x);
     curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket);
-    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, ce);
+    curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, o);
     curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
     curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, ce);
     if (curl_multi_add_handle(ce->multi, easy) != CURLM_OK) {
@@ -356,6 +373,18 @@ int gb_curlev_add(struct gb_curlev *ce, struct gb_curlev_xfer *x, CURL *easy, gb
         event_active(ce->drainer, EV_TIMEOUT, 0);
     }
     return 0;
+}
+
+int gb_curlev_add(struct gb_curlev *ce, struct gb_curlev_xfer *x, CURL *easy, gb_curlev_done_cb cb,
+                  void *ud)
+{
+    return add(ce, x, easy, cb, ud, &ce->any);
+}
+
+int gb_curlev_add_public(struct gb_curlev *ce, struct gb_curlev_xfer *x, CURL *easy,
+                         gb_curlev_done_cb cb, void *ud)
+{
+    return add(ce, x, easy, cb, ud, &ce->public_only);
 }
 
 void gb_curlev_remove(struct gb_curlev *ce, struct gb_curlev_xfer *x)

@@ -64,6 +64,13 @@ int gb_curlev_set_url(struct gb_curlev *ce, struct gb_curlev_xfer *x, CURL *easy
 int gb_curlev_add(struct gb_curlev *ce, struct gb_curlev_xfer *x, CURL *easy, gb_curlev_done_cb cb,
                   void *ud);
 
+/* gb_curlev_add for a URL a client gave: the transfer may connect only to
+ * public addresses (netaddr.h); any other makes it fail as a refused
+ * connection would (CURLE_COULDNT_CONNECT), so the error tells nothing of
+ * what listens there. */
+int gb_curlev_add_public(struct gb_curlev *ce, struct gb_curlev_xfer *x, CURL *easy,
+                         gb_curlev_done_cb cb, void *ud);
+
 /* Cancels a transfer: removes it from the multi handle (closing or keeping
  * its connection as libcurl sees fit) and gives back its cached URL; cb is
  * not called.  Must not be called

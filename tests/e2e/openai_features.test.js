@@ -17,6 +17,7 @@ import * as hooks from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import {
     suite, openai, OpenAI, TOKEN, echoText, marker, generateCalls, startFakeUpstream, startGateway, chat,
@@ -358,7 +359,8 @@ const PNG_1X1 = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUl
 const WAV_B64 = Buffer.concat([Buffer.from('RIFF'), Buffer.alloc(4), Buffer.from('WAVEfmt '), Buffer.alloc(24)]).toString('base64');
 
 describe('images and audio', () => {
-    const ctx = suite(hooks, { keys: ['good-img-1', 'good-img-2'] });
+    /* the image server is on loopback: allowed here, refused by default (below) */
+    const ctx = suite(hooks, { keys: ['good-img-1', 'good-img-2'], env: { IMAGE_FETCH_PRIVATE: 'true' } });
     let img;
     let imgUrl;
     const served = [];
@@ -857,5 +859,57 @@ describe('embeddings', () => {
             assert.match(err.error.message, /token/i);
         }
         assert.equal(ctx.fake.requests().filter((r) => /Embed/.test(r.path)).length, before);
+    });
+});
+
+describe('image URLs to the gateway\'s own network (SSRF)', () => {
+    const ctx = suite(hooks, { keys: ['good-ssrf-1'] });
+    let img;
+    let port;
+    const served = [];
+
+    before(async () => {
+        img = http.createServer((req, res) => {
+            served.push(req.url);
+            res.writeHead(200, { 'content-type': 'image/png', 'content-length': PNG_1X1.length });
+            res.end(PNG_1X1);
+        });
+        await new Promise((resolve) => img.listen(0, '127.0.0.1', resolve));
+        port = img.address().port;
+    }, HOOK);
+    after(async () => {
+        if (img) {
+            img.closeAllConnections();
+            await new Promise((resolve) => img.close(resolve));
+        }
+    }, HOOK);
+
+    async function ask(url) {
+        const m = marker('ssrf');
+        const r = await chat(ctx.gw, {
+            model: MODEL,
+            messages: [{ role: 'user', content: [{ type: 'text', text: m }, { type: 'image_url', image_url: { url } }] }],
+        });
+        assert.equal(generateCalls(ctx.fake, m).length, 0, 'sent upstream');
+        return r;
+    }
+
+    test('loopback, by address or by name, is refused before connecting, as a closed port would be', { timeout: T_SHORT }, async () => {
+        /* a port nobody listens on, for the reference message */
+        const closed = net.createServer();
+        await new Promise((resolve) => closed.listen(0, '127.0.0.1', resolve));
+        const closedPort = closed.address().port;
+        await new Promise((resolve) => closed.close(resolve));
+        const ref = await ask(`http://127.0.0.1:${closedPort}/x.png`);
+        assert.equal(ref.status, 400, ref.text);
+        for (const url of [`http://127.0.0.1:${port}/x.png`, `http://localhost:${port}/x.png`,
+            `http://[::ffff:127.0.0.1]:${port}/x.png`, `http://2130706433:${port}/x.png`]) {
+            const r = await ask(url);
+            assert.equal(r.status, 400, `${url}: ${r.text}`);
+            assert.equal(r.json.error.code, 'invalid_image_url');
+            /* the same words as for the closed port: nothing tells what listens */
+            assert.equal(r.json.error.message.replace(url, 'URL'), ref.json.error.message.replace(`http://127.0.0.1:${closedPort}/x.png`, 'URL'), url);
+        }
+        assert.deepEqual(served, [], 'the loopback image server was reached');
     });
 });
