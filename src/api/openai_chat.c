@@ -368,11 +368,12 @@ static const char *signature_of(const json_t *o)
 }
 
 /* The arguments string -> args object.  An object sent as it is (not
- * encoded) is taken too; absent or "" is {}. */
+ * encoded) is taken too; absent or "" is {}.  A string that does not hold a
+ * JSON object (a call cut off at max_tokens, which clients replay as it is:
+ * the OpenAI reference warns the model may write invalid JSON) goes as
+ * {"raw_arguments": the string}, so the conversation can go on. */
 static int tool_call_args(struct xl *x, const char *where, const json_t *args_s, json_t **args)
 {
-    json_error_t jerr;
-
     if (args_s == NULL || (json_is_string(args_s) && json_string_length(args_s) == 0))
         *args = json_object();
     else if (json_is_object(args_s))
@@ -380,16 +381,12 @@ static int tool_call_args(struct xl *x, const char *where, const json_t *args_s,
     else if (!json_is_string(args_s))
         return bad(x, where, "tool call arguments must be a string holding a json object");
     else if ((*args = json_loadb(json_string_value(args_s), json_string_length(args_s),
-                                 JSON_DECODE_ANY, &jerr)) == NULL)
-        return bad(x, where, "tool call arguments are not valid json: %s", jerr.text);
-    if (*args == NULL)
-        return oom(x);
-    if (!json_is_object(*args)) {
+                                 JSON_DECODE_ANY, NULL)) == NULL ||
+             !json_is_object(*args)) {
         json_decref(*args);
-        *args = NULL;
-        return bad(x, where, "tool call arguments must encode a json object");
+        *args = json_pack("{s:O}", "raw_arguments", args_s);
     }
-    return 0;
+    return *args == NULL ? oom(x) : 0;
 }
 
 /* One assistant tool call -> {"functionCall":{"name","args"}} (with its
@@ -402,7 +399,7 @@ static int add_tool_call(struct xl *x, size_t k, const json_t *tc, json_t *parts
     const char *name = json_string_value(json_object_get(fn, "name"));
     const char *id = json_string_value(json_object_get(tc, "id"));
     const char *sig = signature_of(tc);
-    json_t *args, *part;
+    json_t *args = NULL, *part;
     int rc;
 
     snprintf(where, sizeof where, ".tool_calls[%zu]", k);
@@ -829,14 +826,23 @@ static int add_response_format(struct xl *x, const json_t *oai, json_t *gc)
 
 /* reasoning_effort -> thinkingConfig.  Gemini 3 takes a level (it cannot
  * turn thinking off: none and minimal ask for its lowest level), earlier
- * models a budget in tokens. */
+ * models a budget in tokens.  2.5 Pro cannot turn it off either ("Budget 0
+ * is invalid. This model only works in thinking mode."): none is its least
+ * budget, 128.  xhigh and max (openai 6's ReasoningEffort) are the model's
+ * largest budget: 32768 for Pro, 24576 for Flash. */
+#define BUDGET_MODEL_MAX (-2)
 static const struct {
     const char *effort;
     int budget;        /* thinkingBudget, tokens */
     const char *level; /* thinkingLevel (Gemini 3) */
 } efforts[] = {
-    {"none", 0, "low"},       {"minimal", 512, "low"}, {"low", 1024, "low"},
-    {"medium", 8192, "high"}, {"high", 24576, "high"},
+    {"none", 0, "low"},
+    {"minimal", 512, "low"},
+    {"low", 1024, "low"},
+    {"medium", 8192, "high"},
+    {"high", 24576, "high"},
+    {"xhigh", BUDGET_MODEL_MAX, "high"},
+    {"max", BUDGET_MODEL_MAX, "high"},
 };
 
 /* thinkingConfig from reasoning_effort, else from opts->thinking_budget_map
@@ -846,7 +852,8 @@ static int add_thinking(struct xl *x, const json_t *oai, json_t *gc)
 {
     const json_t *re = get(oai, "reasoning_effort"), *mb;
     const char *e = json_string_value(re);
-    int show = x->opts != NULL && x->opts->show_thinking, thinking;
+    int show = x->opts != NULL && x->opts->show_thinking, thinking, budget;
+    int pro = strstr(x->out->model, "-pro") != NULL;
     json_t *tc = NULL;
     size_t i;
 
@@ -857,10 +864,15 @@ static int add_thinking(struct xl *x, const json_t *oai, json_t *gc)
         }
         if (e == NULL || i == sizeof efforts / sizeof efforts[0])
             return bad(x, "reasoning_effort",
-                       "reasoning_effort must be none, minimal, low, medium or high");
+                       "reasoning_effort must be none, minimal, low, medium, high, xhigh or max");
+        budget = efforts[i].budget;
+        if (budget == 0 && pro)
+            budget = 128;
+        else if (budget == BUDGET_MODEL_MAX)
+            budget = pro ? 32768 : 24576;
         thinking = x->gemini3 || efforts[i].budget != 0;
         tc = x->gemini3 ? json_pack("{s:s}", "thinkingLevel", efforts[i].level)
-                        : json_pack("{s:i}", "thinkingBudget", efforts[i].budget);
+                        : json_pack("{s:i}", "thinkingBudget", budget);
     } else {
         const char *model = x->out->model;
 

@@ -59,7 +59,9 @@ static int check_input(const json_t *input, size_t *n, struct gb_chat_err *err)
     {
         snprintf(param, sizeof param, "input[%zu]", i);
         if (json_is_integer(v) || json_is_array(v))
-            return bad(err, "input", "token array inputs are not supported: send text");
+            return bad(err, "input",
+                       "token array inputs are not supported: send text (LangChain's "
+                       "OpenAIEmbeddings sends tokens unless check_embedding_ctx_length=False)");
         if (!json_is_string(v))
             return bad(err, param, "input items must be strings");
         if (json_string_length(v) == 0)

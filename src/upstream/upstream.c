@@ -245,6 +245,12 @@ void gb_upstream_reply_error(struct gb_req *r)
     }
     if (status < 400 || status > 599)
         status = 502;
+    /* OpenAI's codes where it has one for the case: the upstream's 404 on a
+     * model call is an unknown model; else Google's status, as sent */
+    if (status == 404)
+        gstatus = "model_not_found";
+    else if (status == 429)
+        gstatus = "rate_limit_exceeded";
     gb_req_error(r, status, gstatus, NULL, "%s", msg);
     json_decref(root);
 }

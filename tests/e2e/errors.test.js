@@ -73,6 +73,8 @@ describe('errors through the openai package', () => {
         assert.equal(r.status, 404);
         for (const k of ['message', 'type', 'param', 'code']) assert.ok(k in r.json.error, `error.${k} missing: ${r.text}`);
         assert.match(r.json.error.message, /not found/);
+        /* as OpenAI (and the gateway's own /v1/models/{id}) says it */
+        assert.equal(r.json.error.code, 'model_not_found', r.text);
     });
 
     test('client errors do not penalise keys (MAX_FAILURES=1)', { timeout: T_SHORT }, async () => {
