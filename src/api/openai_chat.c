@@ -819,8 +819,10 @@ static int add_response_format(struct xl *x, const json_t *oai, json_t *gc)
     if (!json_is_object(schema))
         return bad(x, "response_format", "response_format json_schema needs a schema object");
     clean = gb_schema_clean_budget(schema, &x->schema_nodes);
-    if (clean == NULL)
+    if (clean == NULL || gb_schema_add_ordering(clean) < 0) {
+        json_decref(clean);
         return oom(x);
+    }
     return set(x, gc, "responseSchema", clean);
 }
 

@@ -16,6 +16,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/err.h"
+
 /* Deepest nesting of schema nodes walked; deeper ones become the fallback
  * object.  Real schemas nest a dozen levels; this bounds the recursion. */
 #define GB_SCHEMA_MAX_NESTING 100
@@ -582,4 +584,47 @@ int gb_schema_is_empty_object(const json_t *cleaned)
     return json_object_get(cleaned, "properties") == NULL &&
            json_object_get(cleaned, "anyOf") == NULL && json_object_get(cleaned, "items") == NULL &&
            json_object_get(cleaned, "enum") == NULL;
+}
+
+/* deeper than any schema a client writes; bounds the recursion */
+#define ORDERING_MAX_DEPTH 256
+
+static int add_ordering(json_t *s, int depth)
+{
+    json_t *props = json_object_get(s, "properties"), *v, *order;
+    const char *k;
+    size_t i;
+
+    if (!json_is_object(s) || depth > ORDERING_MAX_DEPTH)
+        return 0;
+    if (json_is_object(props)) {
+        if (json_object_size(props) > 1 && json_object_get(s, "propertyOrdering") == NULL) {
+            if ((order = json_array()) == NULL ||
+                json_object_set_new(s, "propertyOrdering", order) < 0)
+                return GB_ENOMEM;
+            json_object_foreach(props, k, v)
+            {
+                if (json_array_append_new(order, json_string(k)) < 0)
+                    return GB_ENOMEM;
+            }
+        }
+        json_object_foreach(props, k, v)
+        {
+            if (add_ordering(v, depth + 1) < 0)
+                return GB_ENOMEM;
+        }
+    }
+    if (add_ordering(json_object_get(s, "items"), depth + 1) < 0)
+        return GB_ENOMEM;
+    json_array_foreach(json_object_get(s, "anyOf"), i, v)
+    {
+        if (add_ordering(v, depth + 1) < 0)
+            return GB_ENOMEM;
+    }
+    return 0;
+}
+
+int gb_schema_add_ordering(json_t *cleaned)
+{
+    return add_ordering(cleaned, 0);
 }

@@ -91,4 +91,16 @@ json_t *gb_schema_clean_budget(const json_t *schema, size_t *budget);
  */
 int gb_schema_is_empty_object(const json_t *cleaned);
 
+/*
+ * Adds "propertyOrdering" (the keys of "properties", in the order the
+ * client wrote them) to every object of a cleaned schema that has two
+ * properties or more and no ordering yet, through properties, items and
+ * anyOf.  Gemini writes structured output's properties in alphabetical
+ * order unless told: a schema meant to be answered "reasoning" first and
+ * "answer" second would be answered the other way round.  For
+ * responseSchema only (function declarations take no ordering).  Returns 0,
+ * or GB_ENOMEM (the schema may then be partly ordered).
+ */
+int gb_schema_add_ordering(json_t *cleaned);
+
 #endif

@@ -507,6 +507,8 @@ describe('structured output', () => {
             type: 'object',
             properties: { echo: { type: 'string' }, extra: { type: 'number', nullable: true } },
             required: ['echo'],
+            /* Gemini would write the properties alphabetically otherwise */
+            propertyOrdering: ['echo', 'extra'],
         });
     });
 

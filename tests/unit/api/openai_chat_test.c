@@ -362,7 +362,7 @@ static const struct req_row req_rows[] = {
      "{'contents':[{'role':'user','parts':[{'text':'a'}]}],'generationConfig':"
      "{'responseMimeType':'application/json','responseSchema':{'type':'object'}}}",
      0, NULL},
-    {"response_format json_schema: the schema is cleaned",
+    {"response_format json_schema: the schema is cleaned, the key order kept for Gemini",
      "{'model':'m','messages':[{'role':'user','content':'a'}],'response_format':{'type':"
      "'json_schema','json_schema':{'name':'p','strict':true,'schema':{'type':'object',"
      "'properties':{'name':{'type':'string'},'age':{'anyOf':[{'type':'integer'},{'type':"
@@ -370,7 +370,7 @@ static const struct req_row req_rows[] = {
      "{'contents':[{'role':'user','parts':[{'text':'a'}]}],'generationConfig':"
      "{'responseMimeType':'application/json','responseSchema':{'type':'object','properties':"
      "{'name':{'type':'string'},'age':{'type':'integer','nullable':true}},'required':['name',"
-     "'age']}}}",
+     "'age'],'propertyOrdering':['name','age']}}}",
      0, NULL},
     {"response_format json_object",
      "{'model':'m','messages':[{'role':'user','content':'a'}],'response_format':{'type':"

@@ -315,16 +315,44 @@ static void test_empty_after_clean(void **state)
     json_decref(in);
 }
 
+/* propertyOrdering: the client's key order, for objects of two keys or
+ * more, through properties, items and anyOf; a given ordering is kept. */
+static void test_add_ordering(void **state)
+{
+    json_t *s = j("{'type':'object','properties':{'reasoning':{'type':'string'},'answer':{'type':"
+                  "'object','properties':{'z':{'type':'string'},'a':{'type':'integer'}}},'list':{"
+                  "'type':'array','items':{'type':'object','properties':{'b':{'type':'string'},"
+                  "'a':{'type':'string'}}}},'one':{'type':'object','properties':{'only':{'type':"
+                  "'string'}}},'either':{'anyOf':[{'type':'object','properties':{'y':{'type':"
+                  "'string'},'x':{'type':'string'}},'propertyOrdering':['x','y']}]}}}");
+    json_t *want =
+        j("{'type':'object','properties':{'reasoning':{'type':'string'},'answer':{"
+          "'type':'object','properties':{'z':{'type':'string'},'a':{'type':'integer'}},"
+          "'propertyOrdering':['z','a']},'list':{'type':'array','items':{'type':'object',"
+          "'properties':{'b':{'type':'string'},'a':{'type':'string'}},"
+          "'propertyOrdering':['b','a']}},'one':{'type':'object','properties':{'only':{"
+          "'type':'string'}}},'either':{'anyOf':[{'type':'object','properties':{'y':{"
+          "'type':'string'},'x':{'type':'string'}},'propertyOrdering':['x','y']}]}},"
+          "'propertyOrdering':['reasoning','answer','list','one','either']}");
+
+    (void)state;
+    assert_int_equal(gb_schema_add_ordering(s), 0);
+    if (!json_equal(s, want)) {
+        char *got = json_dumps(s, JSON_PRESERVE_ORDER);
+        fail_msg("got %s", got);
+    }
+    assert_int_equal(gb_schema_add_ordering(NULL), 0);
+    json_decref(s);
+    json_decref(want);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_clean_rows),
-        cmocka_unit_test(test_clean_leaves_input),
-        cmocka_unit_test(test_clean_recursive_ref),
-        cmocka_unit_test(test_clean_root_ref),
-        cmocka_unit_test(test_clean_fan_out_bounded),
-        cmocka_unit_test(test_clean_deep_nesting),
-        cmocka_unit_test(test_is_empty_object),
+        cmocka_unit_test(test_add_ordering),       cmocka_unit_test(test_clean_rows),
+        cmocka_unit_test(test_clean_leaves_input), cmocka_unit_test(test_clean_recursive_ref),
+        cmocka_unit_test(test_clean_root_ref),     cmocka_unit_test(test_clean_fan_out_bounded),
+        cmocka_unit_test(test_clean_deep_nesting), cmocka_unit_test(test_is_empty_object),
         cmocka_unit_test(test_empty_after_clean),
     };
 
