@@ -557,6 +557,10 @@ static int add_message(struct xl *x, const json_t *m)
         if (strcmp(role, roles[i].role) == 0)
             return roles[i].fn(x, m);
     }
+    if (strcmp(role, "function") == 0)
+        return bad(x, ".role",
+                   "role function is OpenAI's deprecated form of tool results: send role tool "
+                   "with the tool_call_id of the assistant's tool call");
     return bad(x, ".role", "unknown message role: %s", role);
 }
 
@@ -681,6 +685,15 @@ static int add_tools(struct xl *x, const json_t *oai, struct gb_chat_req *out, j
 
     if (tools == NULL)
         return oom(x);
+    /* the form tools replaced in 2023: taken silently, the model could never
+     * call them; answered in tools' form, a client of the old one would not
+     * see the call either */
+    if (get(oai, "functions") != NULL || get(oai, "function_call") != NULL) {
+        json_decref(tools);
+        return bad(x, get(oai, "functions") != NULL ? "functions" : "function_call",
+                   "functions and function_call are OpenAI's deprecated form of tools and "
+                   "tool_choice: send tools (and tool_choice) instead");
+    }
     rc = add_function_tools(x, oai, tools);
     if (rc == 0 && json_array_size(tools) > 0) {
         out->builtin_dropped = out->search || code;

@@ -688,6 +688,13 @@ static const struct err_row err_rows[] = {
     {"{'model':'m','messages':[{'role':'user','content':[{'type':'image_url','image_url':"
      "{'url':'data:;base64,AA=='}}]}]}",
      "messages[0].content[0]", "malformed data url"},
+    {"{'model':'m','messages':[{'role':'user','content':'a'}],'functions':[{'name':'g',"
+     "'parameters':{'type':'object','properties':{}}}],'function_call':'auto'}",
+     "functions", "deprecated form of tools"},
+    {"{'model':'m','messages':[{'role':'user','content':'a'}],'function_call':'none'}",
+     "function_call", "deprecated form of tools"},
+    {"{'model':'m','messages':[{'role':'function','name':'f','content':'r'}]}", "messages[0].role",
+     "send role tool"},
     {"{'model':'m','messages':[{'role':'user','content':'a'}],'reasoning_effort':'extreme'}",
      "reasoning_effort", "reasoning_effort must be none, minimal, low, medium, high, xhigh or max"},
     {"{'model':'m','messages':[{'role':'user','content':'a'}],'reasoning_effort':2}",
