@@ -662,16 +662,19 @@ void gb_req_stream_end(struct gb_req *r)
     gb_buf_reset(&r->out);
     if (ev != NULL && !r->client_gone) {
         struct evhttp_connection *evcon = r->evcon;
+        /* HTTP/1.0 has no last chunk: with nothing left to write, evhttp
+         * ends the reply, and frees a connection it closes, inside
+         * evhttp_send_reply_end; evcon must not be touched after it */
+        int sync = ev->major == 1 && ev->minor == 0;
 
         /* as in gb_req_reply */
         if (evcon != NULL)
             gb_conn_rehook(r->w, evcon);
         r->ev = NULL;
+        r->evcon = NULL; /* rehooked above; evhttp may free it from here on */
         evhttp_send_reply_end(ev);
-        if (evcon != NULL && r->easy == NULL) {
-            r->evcon = NULL;
+        if (evcon != NULL && r->easy == NULL && !sync)
             now = evcon;
-        }
     }
     unhook_client(r);
     gb_req_finish(r);
