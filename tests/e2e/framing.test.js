@@ -15,16 +15,16 @@ import { suite, generateCalls, TOKEN, T_SHORT } from './lib/harness.js';
 const SMUGGLED = 'GET /health HTTP/1.1\r\nHost: x\r\n\r\n';
 const CHAT = JSON.stringify({ model: 'gemini-2.5-flash', messages: [{ role: 'user', content: 'framing ok' }] });
 
-/* Sends raw bytes, resolves everything the gateway wrote until it closed
- * the connection (or 3 s went by: then `open` is true). */
-function exchange(port, raw) {
+/* Sends raw bytes and collects what comes back until the gateway closes the
+ * connection or `ms` pass; open tells which. */
+function rawExchange(port, raw, ms = 3000) {
     return new Promise((resolve, reject) => {
         const s = net.connect(port, '127.0.0.1');
         let text = '';
         const timer = setTimeout(() => {
             s.destroy();
             resolve({ text, open: true });
-        }, 3000);
+        }, ms);
         s.on('data', (d) => (text += d.toString('latin1')));
         s.on('error', reject);
         s.on('close', () => {
@@ -66,7 +66,7 @@ describe('request framing', () => {
     ]) {
         test(`${what}: ${status}, connection closed, nothing smuggled or forwarded`, { timeout: T_SHORT }, async () => {
             const before = generateCalls(ctx.fake).length;
-            const r = await exchange(port(), raw);
+            const r = await rawExchange(port(), raw);
             assert.equal(r.open, false, `the connection stayed open: ${JSON.stringify(r.text)}`);
             assert.match(r.text, new RegExp(`^HTTP/1\\.1 ${status} `), r.text);
             assert.match(r.text, /\r\nConnection: close\r\n/i);
@@ -85,32 +85,12 @@ describe('request framing', () => {
         ['a plain Content-Length', head(`Content-Length: ${CHAT.length}\r\nConnection: close\r\n`) + CHAT],
     ]) {
         test(`${what} is served`, { timeout: T_SHORT }, async () => {
-            const r = await exchange(port(), raw);
+            const r = await rawExchange(port(), raw);
             assert.match(r.text, /^HTTP\/1\.1 200 /, r.text);
             assert.equal(JSON.parse(r.text.slice(r.text.indexOf('\r\n\r\n') + 4)).choices[0].message.content, 'Echo: framing ok');
         });
     }
 });
-
-/* Sends raw bytes and collects what comes back until the gateway closes or
- * `ms` pass; open tells which. */
-function rawExchange(port, raw, ms = 3000) {
-    return new Promise((resolve, reject) => {
-        const s = net.connect(port, '127.0.0.1');
-        let text = '';
-        const timer = setTimeout(() => {
-            s.destroy();
-            resolve({ text, open: true });
-        }, ms);
-        s.on('data', (d) => (text += d.toString('latin1')));
-        s.on('error', reject);
-        s.on('close', () => {
-            clearTimeout(timer);
-            resolve({ text, open: false });
-        });
-        s.write(raw);
-    });
-}
 
 describe('connection handling', () => {
     const ctx = suite(hooks, { keys: ['good-conn-k1-0123456789'], env: { ALLOWED_ORIGINS: 'http://a.example,http://b.example' } });

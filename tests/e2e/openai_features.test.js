@@ -358,36 +358,44 @@ describe('tools and tool calls', () => {
 const PNG_1X1 = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64');
 const WAV_B64 = Buffer.concat([Buffer.from('RIFF'), Buffer.alloc(4), Buffer.from('WAVEfmt '), Buffer.alloc(24)]).toString('base64');
 
+/* A loopback HTTP server for image_url tests, up for the enclosing describe:
+ * handle(req, res) answers; every URL asked for is kept in served. */
+function imageServer(handle) {
+    const srv = { served: [], url: null, port: 0 };
+    let server;
+    before(async () => {
+        server = http.createServer((req, res) => {
+            srv.served.push(req.url);
+            handle(req, res);
+        });
+        await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+        srv.port = server.address().port;
+        srv.url = `http://127.0.0.1:${srv.port}`;
+    }, HOOK);
+    after(async () => {
+        if (server) {
+            server.closeAllConnections();
+            await new Promise((resolve) => server.close(resolve));
+        }
+    }, HOOK);
+    return srv;
+}
+
 describe('images and audio', () => {
     /* the image server is on loopback: allowed here, refused by default (below) */
     const ctx = suite(hooks, { keys: ['good-img-1', 'good-img-2'], env: { IMAGE_FETCH_PRIVATE: 'true' } });
-    let img;
-    let imgUrl;
-    const served = [];
-
-    before(async () => {
-        img = http.createServer((req, res) => {
-            served.push(req.url);
-            if (req.url.startsWith('/x.png')) {
-                res.writeHead(200, { 'content-type': 'image/png', 'content-length': PNG_1X1.length });
-                res.end(PNG_1X1);
-            } else if (req.url.startsWith('/page.html')) {
-                res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-                res.end('<html>not an image</html>');
-            } else {
-                res.writeHead(404, { 'content-type': 'text/plain' });
-                res.end('no such image');
-            }
-        });
-        await new Promise((resolve) => img.listen(0, '127.0.0.1', resolve));
-        imgUrl = `http://127.0.0.1:${img.address().port}`;
-    }, HOOK);
-    after(async () => {
-        if (img) {
-            img.closeAllConnections();
-            await new Promise((resolve) => img.close(resolve));
+    const img = imageServer((req, res) => {
+        if (req.url.startsWith('/x.png')) {
+            res.writeHead(200, { 'content-type': 'image/png', 'content-length': PNG_1X1.length });
+            res.end(PNG_1X1);
+        } else if (req.url.startsWith('/page.html')) {
+            res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+            res.end('<html>not an image</html>');
+        } else {
+            res.writeHead(404, { 'content-type': 'text/plain' });
+            res.end('no such image');
         }
-    }, HOOK);
+    });
 
     test('data: URLs -> inlineData with the URL\'s own MIME type', { timeout: T_SHORT }, async () => {
         const m = marker('dataurl');
@@ -417,13 +425,13 @@ describe('images and audio', () => {
 
     test('an http image URL is downloaded and sent as inlineData (bytes, image/png)', { timeout: T_SHORT }, async () => {
         const m = marker('httpimg');
-        const url = `${imgUrl}/x.png?m=${m}`;
+        const url = `${img.url}/x.png?m=${m}`;
         const res = await openai(ctx.gw).chat.completions.create({
             model: MODEL,
             messages: [{ role: 'user', content: [{ type: 'text', text: `look ${m}` }, { type: 'image_url', image_url: { url } }] }],
         });
         assert.equal(res.choices[0].message.content, echoText(`look ${m}`));
-        assert.ok(served.includes(`/x.png?m=${m}`), `the image server saw: ${served}`);
+        assert.ok(img.served.includes(`/x.png?m=${m}`), `the image server saw: ${img.served}`);
         assert.deepEqual(sentBody(ctx.fake, m).contents[0].parts, [
             { text: `look ${m}` },
             { inlineData: { mimeType: 'image/png', data: PNG_1X1.toString('base64') } },
@@ -432,7 +440,7 @@ describe('images and audio', () => {
 
     test('an image URL answering 404 -> 400 naming the URL, nothing sent upstream', { timeout: T_SHORT }, async () => {
         const m = marker('img404');
-        const url = `${imgUrl}/missing-${m}.png`;
+        const url = `${img.url}/missing-${m}.png`;
         const err = await openai(ctx.gw).chat.completions.create({
             model: MODEL,
             messages: [{ role: 'user', content: [{ type: 'text', text: m }, { type: 'image_url', image_url: { url } }] }],
@@ -446,7 +454,7 @@ describe('images and audio', () => {
 
     test('an image URL that is not an image (text/html) -> 400', { timeout: T_SHORT }, async () => {
         const m = marker('imghtml');
-        const url = `${imgUrl}/page.html?m=${m}`;
+        const url = `${img.url}/page.html?m=${m}`;
         const r = await chat(ctx.gw, {
             model: MODEL,
             messages: [{ role: 'user', content: [{ type: 'text', text: m }, { type: 'image_url', image_url: { url } }] }],
@@ -866,25 +874,10 @@ describe('embeddings', () => {
 
 describe('image URLs to the gateway\'s own network (SSRF)', () => {
     const ctx = suite(hooks, { keys: ['good-ssrf-1'] });
-    let img;
-    let port;
-    const served = [];
-
-    before(async () => {
-        img = http.createServer((req, res) => {
-            served.push(req.url);
-            res.writeHead(200, { 'content-type': 'image/png', 'content-length': PNG_1X1.length });
-            res.end(PNG_1X1);
-        });
-        await new Promise((resolve) => img.listen(0, '127.0.0.1', resolve));
-        port = img.address().port;
-    }, HOOK);
-    after(async () => {
-        if (img) {
-            img.closeAllConnections();
-            await new Promise((resolve) => img.close(resolve));
-        }
-    }, HOOK);
+    const img = imageServer((req, res) => {
+        res.writeHead(200, { 'content-type': 'image/png', 'content-length': PNG_1X1.length });
+        res.end(PNG_1X1);
+    });
 
     async function ask(url) {
         const m = marker('ssrf');
@@ -904,6 +897,7 @@ describe('image URLs to the gateway\'s own network (SSRF)', () => {
         await new Promise((resolve) => closed.close(resolve));
         const ref = await ask(`http://127.0.0.1:${closedPort}/x.png`);
         assert.equal(ref.status, 400, ref.text);
+        const { port } = img;
         for (const url of [`http://127.0.0.1:${port}/x.png`, `http://localhost:${port}/x.png`,
             `http://[::ffff:127.0.0.1]:${port}/x.png`, `http://2130706433:${port}/x.png`]) {
             const r = await ask(url);
@@ -912,6 +906,6 @@ describe('image URLs to the gateway\'s own network (SSRF)', () => {
             /* the same words as for the closed port: nothing tells what listens */
             assert.equal(r.json.error.message.replace(url, 'URL'), ref.json.error.message.replace(`http://127.0.0.1:${closedPort}/x.png`, 'URL'), url);
         }
-        assert.deepEqual(served, [], 'the loopback image server was reached');
+        assert.deepEqual(img.served, [], 'the loopback image server was reached');
     });
 });
