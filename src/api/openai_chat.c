@@ -606,6 +606,18 @@ static int add_messages(struct xl *x, const json_t *oai, json_t *body)
 
 /* ---- 4. request: tools, tool_choice ------------------------------------- */
 
+/* The client's JSON Schema for a *JsonSchema field: a copy without
+ * "$schema" (a draft URL, not part of what Gemini reads); NULL when out of
+ * memory. */
+static json_t *json_schema_copy(const json_t *schema)
+{
+    json_t *c = json_deep_copy(schema);
+
+    if (c != NULL)
+        json_object_del(c, "$schema");
+    return c;
+}
+
 /* {"type":"function","function":{name, description, parameters}} ->
  * {name, description, parameters}: the JSON Schema cleaned into Gemini's
  * Schema subset (schema.h), left out when it declares no parameters
@@ -636,10 +648,17 @@ static int add_function_decl(struct xl *x, size_t i, const json_t *t, json_t *de
         oom(x);
         goto fail;
     }
-    if (schema != NULL && gb_schema_is_empty_object(schema))
+    if (schema != NULL && gb_schema_is_empty_object(schema)) {
         json_decref(schema);
-    else if (schema != NULL && set(x, decl, "parameters", schema) < 0)
+    } else if (schema != NULL && gb_schema_has_free_object(schema)) {
+        /* a free-form map inside (MCP tools have them): Gemini's Schema
+         * has no way to say it, its JSON Schema field has */
+        json_decref(schema);
+        if (set(x, decl, "parametersJsonSchema", json_schema_copy(params)) < 0)
+            goto fail;
+    } else if (schema != NULL && set(x, decl, "parameters", schema) < 0) {
         goto fail;
+    }
     return push(x, decls, decl);
 fail:
     json_decref(decl);
@@ -832,6 +851,10 @@ static int add_response_format(struct xl *x, const json_t *oai, json_t *gc)
     if (!json_is_object(schema))
         return bad(x, "response_format", "response_format json_schema needs a schema object");
     clean = gb_schema_clean_budget(schema, &x->schema_nodes);
+    if (clean != NULL && gb_schema_has_free_object(clean)) {
+        json_decref(clean);
+        return set(x, gc, "responseJsonSchema", json_schema_copy(schema));
+    }
     if (clean == NULL || gb_schema_add_ordering(clean) < 0) {
         json_decref(clean);
         return oom(x);

@@ -628,3 +628,32 @@ int gb_schema_add_ordering(json_t *cleaned)
 {
     return add_ordering(cleaned, 0);
 }
+
+static int free_below(const json_t *s, int depth)
+{
+    const json_t *v;
+    const char *k;
+    size_t i;
+
+    if (!json_is_object(s) || depth > ORDERING_MAX_DEPTH)
+        return 0;
+    json_object_foreach((json_t *)json_object_get(s, "properties"), k, v)
+    {
+        if (gb_schema_is_empty_object(v) || free_below(v, depth + 1))
+            return 1;
+    }
+    v = json_object_get(s, "items");
+    if (v != NULL && (gb_schema_is_empty_object(v) || free_below(v, depth + 1)))
+        return 1;
+    json_array_foreach(json_object_get(s, "anyOf"), i, v)
+    {
+        if (gb_schema_is_empty_object(v) || free_below(v, depth + 1))
+            return 1;
+    }
+    return 0;
+}
+
+int gb_schema_has_free_object(const json_t *cleaned)
+{
+    return free_below(cleaned, 0);
+}

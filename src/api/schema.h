@@ -50,7 +50,10 @@
  * Known limit: Gemini also refuses an object node without properties
  * (free-form maps written with additionalProperties, and the ref-depth
  * fallback), "properties: should be non-empty for OBJECT type"; such a node
- * comes out as {"type":"object"} and there is no lossless rewrite.
+ * comes out as {"type":"object"} and there is no lossless rewrite.  A
+ * schema with one (gb_schema_has_free_object) is sent instead as it was
+ * written, in the fields that take full JSON Schema: parametersJsonSchema,
+ * responseJsonSchema.
  */
 #ifndef GB_API_SCHEMA_H
 #define GB_API_SCHEMA_H
@@ -102,5 +105,13 @@ int gb_schema_is_empty_object(const json_t *cleaned);
  * or GB_ENOMEM (the schema may then be partly ordered).
  */
 int gb_schema_add_ordering(json_t *cleaned);
+
+/*
+ * Returns 1 when a cleaned schema has, below its root, an object node that
+ * Gemini's Schema refuses: one without properties, anyOf, items or enum (a
+ * free-form map, or the ref-depth fallback), through properties, items and
+ * anyOf.  The root is not looked at: an empty root means no parameters.
+ */
+int gb_schema_has_free_object(const json_t *cleaned);
 
 #endif

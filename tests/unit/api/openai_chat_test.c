@@ -388,6 +388,27 @@ static const struct req_row req_rows[] = {
      "{'functionCall':{'name':'g','args':{'raw_arguments':'[1,2]'}}}]},"
      "{'role':'user','parts':[{'functionResponse':{'name':'f','response':{'result':'ok'}}}]}]}",
      0, NULL},
+    {"a tool with a free-form map goes as parametersJsonSchema, as written but $schema",
+     "{'model':'m','messages':[{'role':'user','content':'a'}],'tools':[{'type':'function',"
+     "'function':{'name':'tag','parameters':{'$schema':'http://json-schema.org/draft-07/schema#',"
+     "'type':'object','properties':{'labels':{'type':'object','additionalProperties':{'type':"
+     "'string'}}},'required':['labels'],'additionalProperties':false}}},{'type':'function',"
+     "'function':{'name':'plain','parameters':{'type':'object','properties':{'q':{'type':"
+     "'string'}},'additionalProperties':false}}}]}",
+     "{'contents':[{'role':'user','parts':[{'text':'a'}]}],'tools':[{'functionDeclarations':["
+     "{'name':'tag','parametersJsonSchema':{'type':'object','properties':{'labels':{'type':"
+     "'object','additionalProperties':{'type':'string'}}},'required':['labels'],"
+     "'additionalProperties':false}},{'name':'plain','parameters':{'type':'object','properties':"
+     "{'q':{'type':'string'}}}}]}]}",
+     0, NULL},
+    {"structured output with a free-form map goes as responseJsonSchema",
+     "{'model':'m','messages':[{'role':'user','content':'a'}],'response_format':{'type':"
+     "'json_schema','json_schema':{'name':'x','schema':{'type':'object','properties':{'meta':{"
+     "'type':'object','additionalProperties':true}}}}}}",
+     "{'contents':[{'role':'user','parts':[{'text':'a'}]}],'generationConfig':{"
+     "'responseMimeType':'application/json','responseJsonSchema':{'type':'object','properties':{"
+     "'meta':{'type':'object','additionalProperties':true}}}}}",
+     0, NULL},
     {"response_format text adds nothing",
      "{'model':'m','messages':[{'role':'user','content':'a'}],'response_format':{'type':'text'}}",
      "{'contents':[{'role':'user','parts':[{'text':'a'}]}]}", 0, NULL},

@@ -346,13 +346,55 @@ static void test_add_ordering(void **state)
     json_decref(want);
 }
 
+/* Free-form objects below the root (what Gemini's Schema refuses), after
+ * cleaning: additionalProperties maps, at any depth, in items and anyOf. */
+static void test_has_free_object(void **state)
+{
+    static const struct {
+        const char *in; /* client JSON Schema, cleaned before the check */
+        int want;
+    } free_rows[] = {
+        {"{'type':'object','properties':{'tags':{'type':'object','additionalProperties':{'type':"
+         "'string'}}}}",
+         1},
+        {"{'type':'object','properties':{'a':{'type':'object','properties':{'b':{'type':'object'}}}"
+         "}}",
+         1},
+        {"{'type':'object','properties':{'l':{'type':'array','items':{'type':'object'}}}}", 1},
+        {"{'type':'object','properties':{'u':{'anyOf':[{'type':'string'},{'type':'object'}]}}}", 1},
+        {"{'type':'object','properties':{'n':{}}}", 1},
+        {"{'type':'object','properties':{'a':{'type':'string'},'o':{'type':'object','properties':{"
+         "'x':{'type':'integer'}}}}}",
+         0},
+        {"{'type':'object','additionalProperties':{'type':'string'}}", 0}, /* root: no parameters */
+        {"{'type':'object','properties':{}}", 0},
+        {"{'type':'object','properties':{'l':{'type':'array','items':{'type':'string'}}}}", 0},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof free_rows / sizeof free_rows[0]; i++) {
+        json_t *in = j(free_rows[i].in), *c = gb_schema_clean(in);
+
+        if (gb_schema_has_free_object(c) != free_rows[i].want)
+            fail_msg("%s: want %d", free_rows[i].in, free_rows[i].want);
+        json_decref(c);
+        json_decref(in);
+    }
+    assert_int_equal(gb_schema_has_free_object(NULL), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_add_ordering),       cmocka_unit_test(test_clean_rows),
-        cmocka_unit_test(test_clean_leaves_input), cmocka_unit_test(test_clean_recursive_ref),
-        cmocka_unit_test(test_clean_root_ref),     cmocka_unit_test(test_clean_fan_out_bounded),
-        cmocka_unit_test(test_clean_deep_nesting), cmocka_unit_test(test_is_empty_object),
+        cmocka_unit_test(test_add_ordering),
+        cmocka_unit_test(test_has_free_object),
+        cmocka_unit_test(test_clean_rows),
+        cmocka_unit_test(test_clean_leaves_input),
+        cmocka_unit_test(test_clean_recursive_ref),
+        cmocka_unit_test(test_clean_root_ref),
+        cmocka_unit_test(test_clean_fan_out_bounded),
+        cmocka_unit_test(test_clean_deep_nesting),
+        cmocka_unit_test(test_is_empty_object),
         cmocka_unit_test(test_empty_after_clean),
     };
 
