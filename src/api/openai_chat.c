@@ -795,7 +795,11 @@ static int stop_sequences(struct xl *x, const json_t *v, json_t **res)
     const json_t *s;
     size_t i;
 
+    /* an empty string stops nothing (OpenAI ignores it); Gemini would take
+     * it as a sequence; none left: no stopSequences (*res NULL) */
     if (json_is_string(v)) {
+        if (json_string_length(v) == 0)
+            return 0;
         *res = json_pack("[O]", v);
         return *res ? 0 : oom(x);
     }
@@ -806,8 +810,23 @@ static int stop_sequences(struct xl *x, const json_t *v, json_t **res)
         if (!json_is_string(s))
             return bad(x, "stop", "stop must be a string or an array of strings");
     }
-    *res = json_deep_copy(v);
-    return *res ? 0 : oom(x);
+    if ((*res = json_array()) == NULL)
+        return oom(x);
+    json_array_foreach(v, i, s)
+    {
+        if (json_string_length(s) > 0 &&
+            json_array_append_new(*res, json_stringn(json_string_value(s), json_string_length(s))) <
+                0) {
+            json_decref(*res);
+            *res = NULL;
+            return oom(x);
+        }
+    }
+    if (json_array_size(*res) == 0) {
+        json_decref(*res);
+        *res = NULL;
+    }
+    return 0;
 }
 
 /* Checks one present parameter; *res gets the Gemini value. */
@@ -942,8 +961,9 @@ static int add_generation_config(struct xl *x, const json_t *oai, struct gb_chat
 
         if (in == NULL)
             continue;
+        v = NULL;
         rc = gen_value(x, &gen_params[i], in, &v);
-        if (rc == 0)
+        if (rc == 0 && v != NULL) /* NULL: nothing to send (stop: "") */
             rc = set(x, gc, gen_params[i].gemini, v);
         if (rc == 0 && strcmp(gen_params[i].openai, "n") == 0)
             out->n = (int)json_integer_value(in);

@@ -409,6 +409,15 @@ static const struct req_row req_rows[] = {
      "'responseMimeType':'application/json','responseJsonSchema':{'type':'object','properties':{"
      "'meta':{'type':'object','additionalProperties':true}}}}}",
      0, NULL},
+    {"empty stop strings stop nothing: left out",
+     "{'model':'m','messages':[{'role':'user','content':'a'}],'stop':'','temperature':0.5}",
+     "{'contents':[{'role':'user','parts':[{'text':'a'}]}],'generationConfig':{'temperature':0.5}}",
+     0, NULL},
+    {"empty stop strings in a list are dropped",
+     "{'model':'m','messages':[{'role':'user','content':'a'}],'stop':['','END','']}",
+     "{'contents':[{'role':'user','parts':[{'text':'a'}]}],'generationConfig':{'stopSequences':"
+     "['END']}}",
+     0, NULL},
     {"response_format text adds nothing",
      "{'model':'m','messages':[{'role':'user','content':'a'}],'response_format':{'type':'text'}}",
      "{'contents':[{'role':'user','parts':[{'text':'a'}]}]}", 0, NULL},
