@@ -650,7 +650,8 @@ static int add_function_decl(struct xl *x, size_t i, const json_t *t, json_t *de
     }
     if (schema != NULL && gb_schema_is_empty_object(schema)) {
         json_decref(schema);
-    } else if (schema != NULL && gb_schema_has_free_object(schema)) {
+    } else if (schema != NULL && gb_schema_has_free_object(schema) &&
+               gb_schema_has_free_map(params)) {
         /* a free-form map inside (MCP tools have them): Gemini's Schema
          * has no way to say it, its JSON Schema field has */
         json_decref(schema);
@@ -870,7 +871,7 @@ static int add_response_format(struct xl *x, const json_t *oai, json_t *gc)
     if (!json_is_object(schema))
         return bad(x, "response_format", "response_format json_schema needs a schema object");
     clean = gb_schema_clean_budget(schema, &x->schema_nodes);
-    if (clean != NULL && gb_schema_has_free_object(clean)) {
+    if (clean != NULL && gb_schema_has_free_object(clean) && gb_schema_has_free_map(schema)) {
         json_decref(clean);
         return set(x, gc, "responseJsonSchema", json_schema_copy(schema));
     }

@@ -657,3 +657,69 @@ int gb_schema_has_free_object(const json_t *cleaned)
 {
     return free_below(cleaned, 0);
 }
+
+static int is_free_map(const json_t *s)
+{
+    const json_t *t = json_object_get(s, "type"), *ap = json_object_get(s, "additionalProperties");
+    const json_t *props = json_object_get(s, "properties");
+    int object = json_is_string(t) && strcasecmp(json_string_value(t), "object") == 0;
+    size_t i;
+    json_t *v;
+
+    json_array_foreach(t, i, v)
+    {
+        if (json_is_string(v) && strcasecmp(json_string_value(v), "object") == 0)
+            object = 1;
+    }
+    if (json_is_object(props) && json_object_size(props) > 0)
+        return 0;
+    return object || json_is_true(ap) || (json_is_object(ap) && json_object_size(ap) > 0);
+}
+
+/* free_map_walk: *budget nodes left to look at */
+static int free_map_walk(const json_t *s, int depth, int root, size_t *budget)
+{
+    static const char *const lists[] = {"anyOf", "oneOf", "allOf", "prefixItems"};
+    static const char *const maps[] = {"properties", "$defs", "definitions"};
+    const json_t *v, *items;
+    const char *k;
+    size_t i, m;
+
+    if (!json_is_object(s) || depth > 64 || *budget == 0)
+        return 0;
+    (*budget)--;
+    if (!root && is_free_map(s))
+        return 1;
+    for (m = 0; m < sizeof maps / sizeof maps[0]; m++) {
+        json_object_foreach((json_t *)json_object_get(s, maps[m]), k, v)
+        {
+            /* a $defs entry is a type of its own, never the root */
+            if (free_map_walk(v, depth + 1, 0, budget))
+                return 1;
+        }
+    }
+    for (m = 0; m < sizeof lists / sizeof lists[0]; m++) {
+        json_array_foreach(json_object_get(s, lists[m]), i, v)
+        {
+            /* a branch of the root is the root's own shape */
+            if (free_map_walk(v, depth + 1, root && strcmp(lists[m], "prefixItems") != 0, budget))
+                return 1;
+        }
+    }
+    items = json_object_get(s, "items");
+    if (json_is_object(items))
+        return free_map_walk(items, depth + 1, 0, budget);
+    json_array_foreach(items, i, v)
+    {
+        if (free_map_walk(v, depth + 1, 0, budget))
+            return 1;
+    }
+    return 0;
+}
+
+int gb_schema_has_free_map(const json_t *schema)
+{
+    size_t budget = 4000;
+
+    return free_map_walk(schema, 0, 1, &budget);
+}

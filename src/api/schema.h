@@ -114,4 +114,16 @@ int gb_schema_add_ordering(json_t *cleaned);
  */
 int gb_schema_has_free_object(const json_t *cleaned);
 
+/*
+ * Returns 1 when a client's JSON Schema itself writes, below its root, an
+ * object without properties: {"type":"object"} alone, or a map written with
+ * additionalProperties.  Looks through properties, items, prefixItems,
+ * anyOf, oneOf, allOf, $defs and definitions (not through $ref), at most
+ * 64 levels and 4000 nodes.  With gb_schema_has_free_object it tells a map
+ * the client wrote (worth sending as JSON Schema) from the {"type":"object"}
+ * the cleaner puts for a recursive or unresolvable $ref or a spent node
+ * budget (kept: the raw schema of a $ref bomb is not sent on).
+ */
+int gb_schema_has_free_map(const json_t *schema);
+
 #endif

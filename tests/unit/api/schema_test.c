@@ -383,18 +383,60 @@ static void test_has_free_object(void **state)
     assert_int_equal(gb_schema_has_free_object(NULL), 0);
 }
 
+/* Free-form maps the client wrote, told from the cleaner's fallbacks. */
+static void test_has_free_map(void **state)
+{
+    static const struct {
+        const char *in;
+        int want;
+    } map_rows[] = {
+        {"{'type':'object','properties':{'tags':{'type':'object','additionalProperties':{'type':"
+         "'string'}}}}",
+         1},
+        {"{'type':'object','properties':{'m':{'additionalProperties':true}}}", 1},
+        {"{'type':'object','properties':{'o':{'type':['object','null']}}}", 1},
+        {"{'type':'object','properties':{'l':{'type':'array','items':{'type':'object'}}}}", 1},
+        {"{'type':'object','properties':{'l':{'type':'array','items':[{'type':'string'},{'type':"
+         "'object'}]}}}",
+         1},
+        {"{'$ref':'#/$defs/A','$defs':{'A':{'type':'object','properties':{'x':{'$ref':'#/$defs/"
+         "B'}}},'B':{'type':'object','additionalProperties':{'type':'integer'}}}}",
+         1},
+        {"{'type':'object','properties':{'u':{'anyOf':[{'type':'string'},{'type':'object'}]}}}", 1},
+        /* not: the root (no parameters), objects with properties, a dangling or
+         * recursive $ref (the cleaner's fallback), additionalProperties false */
+        {"{'type':'object','additionalProperties':{'type':'string'}}", 0},
+        {"{'anyOf':[{'type':'object','additionalProperties':true}]}", 0},
+        {"{'type':'object','properties':{'a':{'type':'object','properties':{'b':{'type':"
+         "'string'}},'additionalProperties':{'type':'string'}}}}",
+         0},
+        {"{'type':'object','properties':{'n':{'$ref':'#/$defs/Missing'},'r':{'$ref':'#'}}}", 0},
+        {"{'type':'object','properties':{'s':{'type':'string'}},'additionalProperties':false}", 0},
+        {"{'type':'object','properties':{'e':{'additionalProperties':false}}}", 0},
+    };
+    json_t *bomb = gb_test_fan_out_schema();
+
+    (void)state;
+    for (size_t i = 0; i < sizeof map_rows / sizeof map_rows[0]; i++) {
+        json_t *in = j(map_rows[i].in);
+
+        if (gb_schema_has_free_map(in) != map_rows[i].want)
+            fail_msg("%s: want %d", map_rows[i].in, map_rows[i].want);
+        json_decref(in);
+    }
+    assert_int_equal(gb_schema_has_free_map(bomb), 0);
+    assert_int_equal(gb_schema_has_free_map(NULL), 0);
+    json_decref(bomb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_add_ordering),
-        cmocka_unit_test(test_has_free_object),
-        cmocka_unit_test(test_clean_rows),
-        cmocka_unit_test(test_clean_leaves_input),
-        cmocka_unit_test(test_clean_recursive_ref),
-        cmocka_unit_test(test_clean_root_ref),
-        cmocka_unit_test(test_clean_fan_out_bounded),
-        cmocka_unit_test(test_clean_deep_nesting),
-        cmocka_unit_test(test_is_empty_object),
+        cmocka_unit_test(test_add_ordering),       cmocka_unit_test(test_has_free_object),
+        cmocka_unit_test(test_has_free_map),       cmocka_unit_test(test_clean_rows),
+        cmocka_unit_test(test_clean_leaves_input), cmocka_unit_test(test_clean_recursive_ref),
+        cmocka_unit_test(test_clean_root_ref),     cmocka_unit_test(test_clean_fan_out_bounded),
+        cmocka_unit_test(test_clean_deep_nesting), cmocka_unit_test(test_is_empty_object),
         cmocka_unit_test(test_empty_after_clean),
     };
 
