@@ -581,7 +581,7 @@ static void on_login(struct gb_req *r)
     if (login_blocked(0)) {
         json_decref(body);
         r->error = "admin login throttled";
-        evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Retry-After", "60");
+        gb_req_retry_after(r, 60 * 1000);
         gb_req_error(r, 429, "rate_limit_exceeded", NULL,
                      "too many wrong admin logins: wait a minute");
         return;

@@ -311,9 +311,6 @@ bad_model:
                  "invalid model name in the path: use letters, digits, '.', '_' and '-' only");
     return;
 not_allowed:
-    r->error = "method not allowed";
     /* model actions take POST, models and the model list GET */
-    evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Allow",
-                      strchr(r->path, ':') ? "POST" : "GET, HEAD");
-    gb_req_error(r, 405, NULL, NULL, "%s is not allowed on %s", r->method, r->path);
+    gb_req_not_allowed(r, strchr(r->path, ':') ? "POST" : "GET, HEAD", NULL);
 }

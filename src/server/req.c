@@ -11,6 +11,7 @@
  */
 #include "server/req.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -289,17 +290,31 @@ void gb_req_add_cors(struct gb_req *r, struct evkeyvalq *headers)
     evhttp_add_header(headers, "Vary", "Origin");
 }
 
-void gb_req_retry_after(struct gb_req *r, int64_t ms)
+long long gb_req_retry_after(struct gb_req *r, int64_t ms)
 {
+    long long secs = (long long)((ms + 999) / 1000);
     struct evkeyvalq *h;
-    char secs[24];
+    char text[24];
 
     if (r->ev == NULL)
-        return;
+        return secs;
     h = evhttp_request_get_output_headers(r->ev);
-    snprintf(secs, sizeof secs, "%lld", (long long)((ms + 999) / 1000));
-    evhttp_add_header(h, "Retry-After", secs);
+    snprintf(text, sizeof text, "%lld", secs);
+    evhttp_add_header(h, "Retry-After", text);
     evhttp_add_header(h, "Access-Control-Expose-Headers", "Retry-After");
+    return secs;
+}
+
+void gb_req_not_allowed(struct gb_req *r, const char *allow, const char *code)
+{
+    r->error = "method not allowed";
+    evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Allow", allow);
+    gb_req_error(r, 405, code, NULL, "%s is not allowed on %s: use %s", r->method, r->path, allow);
+}
+
+int gb_req_http10(const struct evhttp_request *ev)
+{
+    return ev->major == 1 && ev->minor == 0;
 }
 
 char *gb_req_query_param(const struct gb_req *r, const char *name)
@@ -494,7 +509,7 @@ void gb_req_error(struct gb_req *r, int status, const char *code, const char *pa
         size_t i;
 
         for (i = 0; code[i] != '\0' && i < sizeof reason - 1; i++)
-            reason[i] = code[i] >= 'a' && code[i] <= 'z' ? (char)(code[i] - 'a' + 'A') : code[i];
+            reason[i] = (char)toupper((unsigned char)code[i]);
         reason[i] = '\0';
         err = json_pack("{s:i, s:s, s:s, s:[{s:s, s:s, s:s}]}", "code", status, "message", msg,
                         "status", google_status(status), "details", "@type",
@@ -526,7 +541,7 @@ void gb_req_stream_start(struct gb_req *r, const char *ctype)
     /* HTTP/1.0 has no chunks: the stream ends with the connection.  evhttp
      * would keep a keep-alive 1.0 connection and announce Content-Length: 0;
      * a close asked for by the client makes it say Connection: close */
-    if (r->ev->major == 1 && r->ev->minor == 0) {
+    if (gb_req_http10(r->ev)) {
         h = evhttp_request_get_input_headers(r->ev);
         while (evhttp_remove_header(h, "Connection") == 0)
             ;
@@ -665,7 +680,7 @@ void gb_req_stream_end(struct gb_req *r)
         /* HTTP/1.0 has no last chunk: with nothing left to write, evhttp
          * ends the reply, and frees a connection it closes, inside
          * evhttp_send_reply_end; evcon must not be touched after it */
-        int sync = ev->major == 1 && ev->minor == 0;
+        int sync = gb_req_http10(ev);
 
         /* as in gb_req_reply */
         if (evcon != NULL)

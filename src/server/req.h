@@ -194,8 +194,15 @@ void gb_req_keepalive_arm(struct gb_req *r);
 void gb_req_add_cors(struct gb_req *r, struct evkeyvalq *headers);
 
 /* Adds Retry-After (whole seconds, rounded up from ms) to the answer, and
- * exposes it to browser code (CORS). */
-void gb_req_retry_after(struct gb_req *r, int64_t ms);
+ * exposes it to browser code (CORS); returns the seconds, for the message. */
+long long gb_req_retry_after(struct gb_req *r, int64_t ms);
+
+/* 405 with the Allow header RFC 9110 asks for (allow: "POST", "GET, HEAD"),
+ * in the request's API error format. */
+void gb_req_not_allowed(struct gb_req *r, const char *allow, const char *code);
+
+/* 1 when ev came as HTTP/1.0 (no chunked replies, no Host needed). */
+int gb_req_http10(const struct evhttp_request *ev);
 
 /* The first query parameter called name, percent-decoded ('+' is a space),
  * malloc'd for the caller to free; NULL when absent.  Unlike

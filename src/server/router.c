@@ -10,7 +10,6 @@
 
 #include <event2/buffer.h>
 #include <event2/http.h>
-#include <event2/http_struct.h> /* the request's HTTP version: evhttp has no getter */
 #include <event2/keyvalq_struct.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -216,16 +215,9 @@ static int authorized(struct gb_req *r)
     return ok;
 }
 
-/* 405 with the Allow header RFC 9110 asks for. */
-static void not_allowed(struct gb_req *r, const char *allow, const char *code)
-{
-    evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Allow", allow);
-    gb_req_error(r, 405, code, NULL, "%s is not allowed on %s: use %s", r->method, r->path, allow);
-}
-
 static void route(struct gb_req *r, enum evhttp_cmd_type cmd)
 {
-    /* HEAD is GET without the body: evhttp leaves the body out itself */
+    /* HEAD is GET without the body (gb_req_reply leaves it out) */
     int get = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD;
     const char *rest;
 
@@ -242,7 +234,7 @@ static void route(struct gb_req *r, enum evhttp_cmd_type cmd)
         return;
     }
     if (strcmp(r->path, "/") == 0 || strcmp(r->path, "/health") == 0) {
-        not_allowed(r, "GET, HEAD", "method_not_allowed");
+        gb_req_not_allowed(r, "GET, HEAD", "method_not_allowed");
         return;
     }
     if (gb_admin_owns(r->path)) {
@@ -259,7 +251,7 @@ static void route(struct gb_req *r, enum evhttp_cmd_type cmd)
             rest = r->path + 3; /* Google's /v1 model actions */
         if (!get && cmd != EVHTTP_REQ_POST) {
             /* model actions take POST, models and the model list GET */
-            not_allowed(r, strchr(rest, ':') ? "POST" : "GET, HEAD", NULL);
+            gb_req_not_allowed(r, strchr(rest, ':') ? "POST" : "GET, HEAD", NULL);
             return;
         }
         r->route = GB_ROUTE_NATIVE;
@@ -276,7 +268,7 @@ static void route(struct gb_req *r, enum evhttp_cmd_type cmd)
     r->api = GB_API_OPENAI;
     if (strcmp(rest, "/chat/completions") == 0) {
         if (cmd != EVHTTP_REQ_POST) {
-            not_allowed(r, "POST", "method_not_allowed");
+            gb_req_not_allowed(r, "POST", "method_not_allowed");
             return;
         }
         r->route = GB_ROUTE_CHAT;
@@ -286,7 +278,7 @@ static void route(struct gb_req *r, enum evhttp_cmd_type cmd)
     }
     if (strcmp(rest, "/embeddings") == 0) {
         if (cmd != EVHTTP_REQ_POST) {
-            not_allowed(r, "POST", "method_not_allowed");
+            gb_req_not_allowed(r, "POST", "method_not_allowed");
             return;
         }
         r->route = GB_ROUTE_EMBEDDINGS;
@@ -296,7 +288,7 @@ static void route(struct gb_req *r, enum evhttp_cmd_type cmd)
     }
     if (strcmp(rest, "/models") == 0 || strncmp(rest, "/models/", 8) == 0) {
         if (!get) {
-            not_allowed(r, "GET, HEAD", "method_not_allowed");
+            gb_req_not_allowed(r, "GET, HEAD", "method_not_allowed");
             return;
         }
         r->route = GB_ROUTE_MODELS;
@@ -381,7 +373,7 @@ static int head_ok(struct gb_req *r)
         why = "the only transfer coding supported is chunked";
         status = 501;
     }
-    if (why == NULL && hosts != 1 && (ev->major > 1 || (ev->major == 1 && ev->minor >= 1)))
+    if (why == NULL && hosts != 1 && !gb_req_http10(ev))
         why = hosts ? "more than one Host header" : "an HTTP/1.1 request needs a Host header";
     if (why == NULL && n <= gb_cfg(r->w->ctx)->max_headers)
         return 1;

@@ -555,14 +555,13 @@ static void attempt(struct gb_req *r)
         return;
     }
     if (rc == GB_EAGAIN) {
-        char secs[24];
-        snprintf(secs, sizeof secs, "%lld", (long long)((retry_ms + 999) / 1000));
-        gb_req_retry_after(r, retry_ms);
+        long long secs = gb_req_retry_after(r, retry_ms);
+
         r->error = "upstream throttling the gateway";
         gb_req_error(r, 429, r->api == GB_API_GEMINI ? "RESOURCE_EXHAUSTED" : "rate_limit_exceeded",
                      NULL,
                      "the upstream is throttling this gateway (most keys answered 429 at once); "
-                     "retry in %s s",
+                     "retry in %lld s",
                      secs);
         return;
     }
@@ -575,13 +574,13 @@ static void attempt(struct gb_req *r)
             gb_upstream_reply_error(r);
             return;
         }
-        char secs[24];
-        snprintf(secs, sizeof secs, "%lld", (long long)((retry_ms + 999) / 1000));
-        gb_req_retry_after(r, retry_ms);
+        long long secs = gb_req_retry_after(r, retry_ms);
+
         r->error = "no usable key";
-        gb_req_error(r, 503, "no_usable_key", NULL,
-                     "no usable API key: all %zu keys are disabled or cooling down; retry in %s s",
-                     gb_keypool_size(ctx->pool), secs);
+        gb_req_error(
+            r, 503, "no_usable_key", NULL,
+            "no usable API key: all %zu keys are disabled or cooling down; retry in %lld s",
+            gb_keypool_size(ctx->pool), secs);
         return;
     }
     if (r->ntried < GB_REQ_MAX_TRIED)
